@@ -1,0 +1,766 @@
+//! `ctr-dl convert`: delimited click logs (Criteo, Criteo 1TB, Avazu, or any
+//! CSV/TSV a schema describes; plain or gzip) to Parquet shards split into
+//! train, valid and test.
+//!
+//! Streaming pipeline, memory independent of input size:
+//! one reader thread cuts the input into ~4 MiB chunks of whole lines;
+//! `threads` parser threads turn chunks into Arrow record batches per split
+//! (and keep per-column sketches); the calling thread puts parsed chunks back
+//! in input order and hands them to one writer thread per split. Channels are
+//! bounded, so at most a few chunks are in flight.
+//!
+//! Row `r` (0-based, counting every line after the header) goes to a split
+//! decided only by (seed, r) for `--split random`, so the result does not
+//! depend on the number of threads.
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{
+    ArrayRef, Float64Builder, Int64Builder, Int8Builder, StringBuilder, TimestampSecondBuilder,
+};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use super::io::{open_input, read_fully};
+use super::manifest::{
+    now_rfc3339, ratio, split_info, BadLines, DatasetManifest, SourceInfo, SplitInfoRule,
+    FORMAT_VERSION,
+};
+use super::parse::{parse_value, split_fields, Value};
+use super::schema::{ColumnKind, DatasetSchema};
+use super::sketch::{hash_bytes, hash_i64, ColumnSketch, ColumnSummary};
+use super::split::{check_ratios, SplitMode, SplitRule};
+use super::writer::{DatasetWriter, Split, WriterOptions};
+use crate::error::{DataError, Location, Result};
+use crate::progress::Progress;
+
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub inputs: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub schema: DatasetSchema,
+    pub split: SplitMode,
+    pub seed: u64,
+    pub ratios: [f64; 3],
+    pub writer: WriterOptions,
+    pub skip_bad_lines: bool,
+    pub max_bad_ratio: f64,
+    pub overwrite: bool,
+    pub progress: bool,
+    pub threads: usize,
+    pub chunk_bytes: usize,
+}
+
+impl ConvertOptions {
+    pub fn new(inputs: Vec<PathBuf>, out: PathBuf, schema: DatasetSchema) -> Self {
+        ConvertOptions {
+            inputs,
+            out,
+            schema,
+            split: SplitMode::Random,
+            seed: 2018,
+            ratios: [0.8, 0.1, 0.1],
+            writer: WriterOptions::default(),
+            skip_bad_lines: false,
+            max_bad_ratio: 0.001,
+            overwrite: false,
+            progress: false,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            chunk_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Which schema column each input field position holds, for one file.
+struct FileCtx {
+    path: PathBuf,
+    positions: Vec<usize>,
+}
+
+struct Chunk {
+    seq: u64,
+    file: Arc<FileCtx>,
+    first_line: u64,
+    first_row: u64,
+    data: Vec<u8>,
+}
+
+type ChunkItem = std::result::Result<Chunk, (u64, DataError)>;
+type ParsedItem = (u64, Result<Parsed>);
+
+struct Parsed {
+    batches: Vec<(Split, RecordBatch)>,
+    rows: [u64; 3],
+    positives: [u64; 3],
+    bad: u64,
+    bad_examples: Vec<String>,
+}
+
+/// The result of a conversion.
+pub struct ConvertReport {
+    pub manifest: DatasetManifest,
+    pub seconds: f64,
+    pub input_bytes: u64,
+}
+
+/// Convert `opts.inputs` into a dataset at `opts.out`.
+pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
+    let started = Instant::now();
+    if opts.inputs.is_empty() {
+        return Err(DataError::Invalid("no input files given".into()));
+    }
+    let ratios = check_ratios(opts.ratios)?;
+    let mut sources = Vec::new();
+    for p in &opts.inputs {
+        let meta = std::fs::metadata(p).map_err(|e| DataError::io(p, e))?;
+        if !meta.is_file() {
+            return Err(DataError::Invalid(format!("{}: not a file", p.display())));
+        }
+        sources.push(SourceInfo {
+            path: p.display().to_string(),
+            bytes: meta.len(),
+        });
+    }
+    let total_bytes: u64 = sources.iter().map(|s| s.bytes).sum();
+    let schema = Arc::new(opts.schema.clone());
+    let (rule, rule_info) = resolve_split(opts, &schema, ratios)?;
+
+    let arrow_schema: SchemaRef = Arc::new(schema.arrow_schema());
+    let mut writer = DatasetWriter::create(&opts.out, arrow_schema.clone(), opts.writer, opts.overwrite)?;
+
+    let read_bytes = Arc::new(AtomicU64::new(0));
+    let progress = Progress::bytes(opts.progress, total_bytes, "convert");
+    let threads = opts.threads.max(1);
+    let (chunk_tx, chunk_rx) = bounded::<ChunkItem>(threads * 2);
+    let (parsed_tx, parsed_rx) = bounded::<ParsedItem>(threads * 2);
+
+    let reader = {
+        let inputs = opts.inputs.clone();
+        let schema = schema.clone();
+        let counter = read_bytes.clone();
+        let chunk_bytes = opts.chunk_bytes.max(1024);
+        std::thread::Builder::new()
+            .name("convert-read".into())
+            .spawn(move || {
+                read_chunks(&inputs, &schema, &chunk_tx, &counter, chunk_bytes);
+            })
+            .map_err(|e| DataError::io(&opts.out, e))?
+    };
+    let mut workers = Vec::new();
+    for i in 0..threads {
+        let rx = chunk_rx.clone();
+        let tx = parsed_tx.clone();
+        let mut parser = ChunkParser::new(schema.clone(), arrow_schema.clone(), rule, opts.skip_bad_lines);
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("convert-parse-{i}"))
+                .spawn(move || {
+                    for chunk in rx {
+                        let out = match chunk {
+                            Ok(c) => (c.seq, parser.parse(c)),
+                            Err((seq, e)) => (seq, Err(e)),
+                        };
+                        let failed = out.1.is_err();
+                        if tx.send(out).is_err() || failed {
+                            break;
+                        }
+                    }
+                    parser.sketches
+                })
+                .map_err(|e| DataError::io(&opts.out, e))?,
+        );
+    }
+    drop(chunk_rx);
+    drop(parsed_tx);
+
+    let result = collect(&parsed_rx, &mut writer, &progress, &read_bytes);
+    drop(parsed_rx); // unblocks workers and the reader if we stopped early
+    let mut sketches: Vec<ColumnSketch> = vec![ColumnSketch::default(); arrow_schema.fields().len()];
+    for w in workers {
+        if let Ok(s) = w.join() {
+            for (a, b) in sketches.iter_mut().zip(s.iter()) {
+                a.merge(b);
+            }
+        }
+    }
+    let _ = reader.join();
+    let totals = match result {
+        Ok(t) => t,
+        Err(e) => {
+            writer.abort();
+            progress.finish_and_clear();
+            return Err(e);
+        }
+    };
+    let rows: u64 = totals.rows.iter().sum();
+    let lines = rows + totals.bad.count;
+    if totals.bad.count > 0 && ratio(totals.bad.count, lines) > opts.max_bad_ratio {
+        writer.abort();
+        progress.finish_and_clear();
+        return Err(DataError::TooManyBadLines {
+            bad: totals.bad.count,
+            total: lines,
+            ratio: 100.0 * ratio(totals.bad.count, lines),
+            max: 100.0 * opts.max_bad_ratio,
+            first: totals.bad.examples.first().cloned().unwrap_or_default(),
+        });
+    }
+    let shards = writer.finish()?;
+    progress.finish_and_clear();
+    let [train, valid, test] = shards;
+    let columns = summarize_columns(&schema, &sketches, rows);
+    let positives: u64 = totals.positives.iter().sum();
+    let manifest = DatasetManifest {
+        format_version: FORMAT_VERSION,
+        name: schema.name.clone(),
+        created: now_rfc3339(),
+        ctr_dl_version: env!("CARGO_PKG_VERSION").into(),
+        label: schema.label().to_string(),
+        schema: (*schema).clone(),
+        sources,
+        split: rule_info,
+        train: split_info(totals.rows[0], totals.positives[0], train),
+        valid: split_info(totals.rows[1], totals.positives[1], valid),
+        test: split_info(totals.rows[2], totals.positives[2], test),
+        rows,
+        positives,
+        positive_rate: ratio(positives, rows),
+        columns,
+        bad_lines: totals.bad,
+        simulation: None,
+    };
+    manifest.save(&opts.out)?;
+    Ok(ConvertReport {
+        manifest,
+        seconds: started.elapsed().as_secs_f64(),
+        input_bytes: total_bytes,
+    })
+}
+
+/// Column summaries (missing rate, distinct count) from merged sketches.
+pub fn summarize_columns(schema: &DatasetSchema, sketches: &[ColumnSketch], rows: u64) -> Vec<ColumnSummary> {
+    schema
+        .kept()
+        .zip(sketches)
+        .map(|(c, s)| {
+            let (distinct, exact) = s.distinct.estimate();
+            ColumnSummary {
+                name: c.name.clone(),
+                kind: c.kind,
+                missing: s.missing,
+                missing_rate: ratio(s.missing, rows),
+                distinct,
+                distinct_exact: exact,
+            }
+        })
+        .collect()
+}
+
+struct Totals {
+    rows: [u64; 3],
+    positives: [u64; 3],
+    bad: BadLines,
+}
+
+/// Receive parsed chunks, restore input order, write them. An error is
+/// reported once every chunk before it is written, so the error a user sees is
+/// the first in the input whatever the number of threads.
+fn collect(
+    rx: &Receiver<ParsedItem>,
+    writer: &mut DatasetWriter,
+    progress: &Progress,
+    read_bytes: &AtomicU64,
+) -> Result<Totals> {
+    let mut totals = Totals {
+        rows: [0; 3],
+        positives: [0; 3],
+        bad: BadLines::default(),
+    };
+    let mut pending: BTreeMap<u64, Result<Parsed>> = BTreeMap::new();
+    let mut next = 0u64;
+    for (seq, item) in rx {
+        pending.insert(seq, item);
+        while let Some(item) = pending.remove(&next) {
+            let p = item?;
+            for (i, r) in p.rows.iter().enumerate() {
+                totals.rows[i] += r;
+                totals.positives[i] += p.positives[i];
+            }
+            totals.bad.count += p.bad;
+            for ex in p.bad_examples {
+                if totals.bad.examples.len() < 10 {
+                    totals.bad.examples.push(ex);
+                }
+            }
+            for (split, batch) in p.batches {
+                writer.write(split, batch)?;
+            }
+            progress.set(read_bytes.load(Ordering::Relaxed), totals.rows.iter().sum());
+            next += 1;
+        }
+    }
+    // Channel closed: anything left is an error that came after a gap.
+    if let Some((_, item)) = pending.into_iter().next() {
+        item?;
+    }
+    Ok(totals)
+}
+
+/// Read all inputs and cut them into chunks of whole lines.
+fn read_chunks(
+    inputs: &[PathBuf],
+    schema: &DatasetSchema,
+    tx: &Sender<ChunkItem>,
+    counter: &Arc<AtomicU64>,
+    chunk_bytes: usize,
+) {
+    let mut seq = 0u64;
+    if let Err(e) = read_chunks_inner(inputs, schema, tx, counter, chunk_bytes, &mut seq) {
+        let _ = tx.send(Err((seq, e)));
+    }
+}
+
+fn read_chunks_inner(
+    inputs: &[PathBuf],
+    schema: &DatasetSchema,
+    tx: &Sender<ChunkItem>,
+    counter: &Arc<AtomicU64>,
+    chunk_bytes: usize,
+    seq: &mut u64,
+) -> Result<()> {
+    let mut row = 0u64;
+    for path in inputs {
+        let mut input = open_input(path, counter.clone())?;
+        let mut buf: Vec<u8> = Vec::with_capacity(chunk_bytes + 4096);
+        let mut line = 1u64;
+        let mut file: Option<Arc<FileCtx>> = None;
+        if !schema.header {
+            file = Some(Arc::new(FileCtx {
+                path: path.clone(),
+                positions: (0..schema.columns.len()).collect(),
+            }));
+        }
+        loop {
+            let old = buf.len();
+            buf.resize(old + chunk_bytes, 0);
+            let n = read_fully(&mut input, &mut buf[old..]).map_err(|e| DataError::io(path, e))?;
+            buf.truncate(old + n);
+            let eof = n < chunk_bytes;
+            if file.is_none() {
+                let Some(nl) = memchr::memchr(b'\n', &buf).or(if eof { Some(buf.len()) } else { None }) else {
+                    continue;
+                };
+                let header = &buf[..nl];
+                if header.iter().all(|b| b.is_ascii_whitespace()) {
+                    return Err(DataError::BadLine(
+                        Location { file: path.clone(), line: 1, field: None },
+                        "the schema expects a header line, but the file starts with an empty line or is empty".into(),
+                    ));
+                }
+                let positions = header_positions(header, schema, path)?;
+                file = Some(Arc::new(FileCtx { path: path.clone(), positions }));
+                buf.drain(..(nl + 1).min(buf.len()));
+                line += 1;
+            }
+            let cut = if eof {
+                buf.len()
+            } else {
+                match memchr::memrchr(b'\n', &buf) {
+                    Some(p) => p + 1,
+                    None => continue, // a line longer than a chunk: read more
+                }
+            };
+            if cut > 0 {
+                let rest = buf.split_off(cut);
+                let data = std::mem::replace(&mut buf, rest);
+                let mut lines = memchr::memchr_iter(b'\n', &data).count() as u64;
+                if data.last() != Some(&b'\n') {
+                    lines += 1;
+                }
+                let chunk = Chunk {
+                    seq: *seq,
+                    file: file.clone().expect("set above"),
+                    first_line: line,
+                    first_row: row,
+                    data,
+                };
+                if tx.send(Ok(chunk)).is_err() {
+                    return Ok(()); // the consumer stopped (an error downstream)
+                }
+                *seq += 1;
+                line += lines;
+                row += lines;
+            }
+            if eof {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Match a header line's names to the schema's columns.
+fn header_positions(header: &[u8], schema: &DatasetSchema, path: &Path) -> Result<Vec<usize>> {
+    let header = header.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(header);
+    let header = header.strip_suffix(b"\r").unwrap_or(header);
+    let mut fields = Vec::new();
+    let at = |field: Option<String>, msg: String| {
+        DataError::BadLine(Location { file: path.to_path_buf(), line: 1, field }, msg)
+    };
+    split_fields(header, schema.delimiter, &mut fields).map_err(|m| at(None, format!("header: {m}")))?;
+    let mut positions = Vec::with_capacity(fields.len());
+    let mut seen = vec![false; schema.columns.len()];
+    for f in &fields {
+        let name = String::from_utf8_lossy(f).trim().to_string();
+        let idx = schema.columns.iter().position(|c| c.name == name).ok_or_else(|| {
+            at(
+                Some(name.clone()),
+                format!(
+                    "header column `{name}` is not in schema `{}` (declare it, with type = \"skip\" to drop it)",
+                    schema.name
+                ),
+            )
+        })?;
+        if seen[idx] {
+            return Err(at(Some(name), "header names this column twice".into()));
+        }
+        seen[idx] = true;
+        positions.push(idx);
+    }
+    if let Some(missing) = schema.columns.iter().zip(&seen).find(|(_, s)| !**s) {
+        return Err(at(
+            Some(missing.0.name.clone()),
+            format!("schema column `{}` is not in the header", missing.0.name),
+        ));
+    }
+    Ok(positions)
+}
+
+/// Appends typed values to Arrow builders.
+enum ColBuilder {
+    Label(Int8Builder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Time(TimestampSecondBuilder),
+    Str(StringBuilder),
+}
+
+impl ColBuilder {
+    fn new(kind: ColumnKind, cap: usize) -> Self {
+        match kind {
+            ColumnKind::Label => ColBuilder::Label(Int8Builder::with_capacity(cap)),
+            ColumnKind::Integer => ColBuilder::Int(Int64Builder::with_capacity(cap)),
+            ColumnKind::Float | ColumnKind::Truth => ColBuilder::Float(Float64Builder::with_capacity(cap)),
+            ColumnKind::Timestamp => ColBuilder::Time(
+                TimestampSecondBuilder::with_capacity(cap).with_timezone("UTC"),
+            ),
+            ColumnKind::Categorical | ColumnKind::Skip => {
+                ColBuilder::Str(StringBuilder::with_capacity(cap, cap * 8))
+            }
+        }
+    }
+
+    #[inline]
+    fn append(&mut self, v: &Value) {
+        match (self, v) {
+            (ColBuilder::Label(b), Value::Label(x)) => b.append_value(*x),
+            (ColBuilder::Int(b), Value::Int(x)) => b.append_value(*x),
+            (ColBuilder::Float(b), Value::Float(x)) => b.append_value(*x),
+            (ColBuilder::Time(b), Value::Time(x)) => b.append_value(*x),
+            (ColBuilder::Str(b), Value::Str(x)) => b.append_value(x),
+            (ColBuilder::Label(b), _) => b.append_value(0),
+            (ColBuilder::Int(b), _) => b.append_null(),
+            (ColBuilder::Float(b), _) => b.append_null(),
+            (ColBuilder::Time(b), _) => b.append_null(),
+            (ColBuilder::Str(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColBuilder::Label(b) => Arc::new(b.finish()),
+            ColBuilder::Int(b) => Arc::new(b.finish()),
+            ColBuilder::Float(b) => Arc::new(b.finish()),
+            ColBuilder::Time(b) => Arc::new(b.finish()),
+            ColBuilder::Str(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Parses chunks on one thread; owns the column sketches of what it parsed.
+struct ChunkParser {
+    schema: Arc<DatasetSchema>,
+    arrow_schema: SchemaRef,
+    rule: SplitRule,
+    skip_bad: bool,
+    /// Schema column index to kept (output) column index.
+    kept_index: Vec<Option<usize>>,
+    label_col: usize,
+    sketches: Vec<ColumnSketch>,
+}
+
+impl ChunkParser {
+    fn new(schema: Arc<DatasetSchema>, arrow_schema: SchemaRef, rule: SplitRule, skip_bad: bool) -> Self {
+        let mut k = 0;
+        let kept_index = schema
+            .columns
+            .iter()
+            .map(|c| {
+                (c.kind != ColumnKind::Skip).then(|| {
+                    k += 1;
+                    k - 1
+                })
+            })
+            .collect();
+        let label_col = schema.columns.iter().position(|c| c.kind == ColumnKind::Label).unwrap_or(0);
+        let n = arrow_schema.fields().len();
+        ChunkParser {
+            schema,
+            arrow_schema,
+            rule,
+            skip_bad,
+            kept_index,
+            label_col,
+            sketches: vec![ColumnSketch::default(); n],
+        }
+    }
+
+    fn parse(&mut self, chunk: Chunk) -> Result<Parsed> {
+        let schema = self.schema.clone();
+        let cols = &schema.columns;
+        let est = chunk.data.len() / 200 + 16;
+        let mut builders: Vec<Vec<ColBuilder>> = [0.8, 0.1, 0.1]
+            .iter()
+            .map(|f| schema.kept().map(|c| ColBuilder::new(c.kind, (est as f64 * f) as usize + 8)).collect())
+            .collect();
+        let mut out = Parsed {
+            batches: Vec::new(),
+            rows: [0; 3],
+            positives: [0; 3],
+            bad: 0,
+            bad_examples: Vec::new(),
+        };
+        let mut fields = Vec::with_capacity(cols.len() + 1);
+        let mut values: Vec<Value> = vec![Value::Missing; cols.len()];
+        let expected = chunk.file.positions.len();
+        let data = &chunk.data[..];
+        let mut start = 0usize;
+        let mut offset = 0u64;
+        while start < data.len() {
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |p| start + p);
+            let mut line = &data[start..end];
+            start = end + 1;
+            let row = chunk.first_row + offset;
+            let line_no = chunk.first_line + offset;
+            offset += 1;
+            if let Some(l) = line.strip_suffix(b"\r") {
+                line = l;
+            }
+            if line.is_empty() {
+                continue;
+            }
+            let parsed = self.parse_line(line, &chunk.file, expected, &mut fields, &mut values);
+            if let Err((field, msg)) = parsed {
+                let err = DataError::BadLine(
+                    Location { file: chunk.file.path.clone(), line: line_no, field },
+                    msg,
+                );
+                if !self.skip_bad {
+                    return Err(err);
+                }
+                out.bad += 1;
+                if out.bad_examples.len() < 10 {
+                    out.bad_examples.push(err.to_string());
+                }
+                continue;
+            }
+            let time = match self.rule {
+                SplitRule::ByTime { column, .. } => match values[column] {
+                    Value::Time(t) => Some(t),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let split = self.rule.assign(row, time);
+            let s = split.index();
+            out.rows[s] += 1;
+            if values[self.label_col] == Value::Label(1) {
+                out.positives[s] += 1;
+            }
+            for (ci, v) in values.iter().enumerate() {
+                if let Some(k) = self.kept_index[ci] {
+                    builders[s][k].append(v);
+                    let sk = &mut self.sketches[k];
+                    match v {
+                        Value::Missing => sk.missing += 1,
+                        Value::Label(x) => sk.distinct.insert(hash_i64(*x as i64)),
+                        Value::Int(x) | Value::Time(x) => sk.distinct.insert(hash_i64(*x)),
+                        Value::Float(x) => sk.distinct.insert(hash_i64(x.to_bits() as i64)),
+                        Value::Str(x) => sk.distinct.insert(hash_bytes(x.as_bytes())),
+                    }
+                }
+            }
+        }
+        for split in Split::ALL {
+            let s = split.index();
+            if out.rows[s] == 0 {
+                continue;
+            }
+            let arrays: Vec<ArrayRef> = builders[s].iter_mut().map(ColBuilder::finish).collect();
+            let batch = RecordBatch::try_new(self.arrow_schema.clone(), arrays)
+                .map_err(|e| DataError::arrow(&chunk.file.path, e))?;
+            out.batches.push((split, batch));
+        }
+        Ok(out)
+    }
+
+    /// Parse one line into `values`; on failure the field (if any) and why.
+    fn parse_line<'a>(
+        &self,
+        line: &'a [u8],
+        file: &FileCtx,
+        expected: usize,
+        fields: &mut Vec<std::borrow::Cow<'a, [u8]>>,
+        values: &mut [Value<'a>],
+    ) -> std::result::Result<(), (Option<String>, String)> {
+        split_fields(line, self.schema.delimiter, fields).map_err(|m| (None, m))?;
+        let n = fields.len();
+        if n > expected || (n < expected && !self.schema.ragged) {
+            return Err((None, format!("has {n} fields, expected {expected}")));
+        }
+        for v in values.iter_mut() {
+            *v = Value::Missing;
+        }
+        let cols = &self.schema.columns;
+        for (pos, raw) in fields.drain(..).enumerate() {
+            let ci = file.positions[pos];
+            let c = &cols[ci];
+            if c.kind == ColumnKind::Skip {
+                continue;
+            }
+            values[ci] = parse_value(raw, c.kind, c.format).map_err(|m| (Some(c.name.clone()), m))?;
+        }
+        if values[self.label_col] == Value::Missing {
+            return Err((
+                Some(cols[self.label_col].name.clone()),
+                format!("has {n} fields: the label is absent"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Decide the split rule; `--split time` reads the input once first.
+fn resolve_split(
+    opts: &ConvertOptions,
+    schema: &DatasetSchema,
+    ratios: [f64; 3],
+) -> Result<(SplitRule, SplitInfoRule)> {
+    match opts.split {
+        SplitMode::Random => Ok((
+            SplitRule::random(opts.seed, ratios),
+            SplitInfoRule::Random { seed: opts.seed, ratios },
+        )),
+        SplitMode::Time => match schema.columns.iter().position(|c| c.kind == ColumnKind::Timestamp) {
+            Some(ci) => {
+                let (valid_from, test_from) = time_cutoffs(opts, schema, ci, ratios)?;
+                Ok((
+                    SplitRule::ByTime { column: ci, valid_from, test_from },
+                    SplitInfoRule::Time {
+                        column: schema.columns[ci].name.clone(),
+                        ratios,
+                        valid_from,
+                        test_from,
+                    },
+                ))
+            }
+            None => {
+                let rule = SplitRule::by_row(count_rows(opts, schema)?, ratios);
+                let SplitRule::ByRow { valid_from, test_from } = rule else {
+                    unreachable!("by_row builds ByRow")
+                };
+                Ok((
+                    rule,
+                    SplitInfoRule::Order { ratios, valid_from_row: valid_from, test_from_row: test_from },
+                ))
+            }
+        },
+    }
+}
+
+/// Lines after the header in all inputs, counted as `read_chunks` counts rows.
+fn count_rows(opts: &ConvertOptions, schema: &DatasetSchema) -> Result<u64> {
+    let mut total = 0u64;
+    for path in &opts.inputs {
+        let mut r = open_input(path, Arc::new(AtomicU64::new(0)))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let (mut lines, mut last) = (0u64, b'\n');
+        loop {
+            let n = r.read(&mut buf).map_err(|e| DataError::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+            last = buf[n - 1];
+        }
+        if last != b'\n' {
+            lines += 1;
+        }
+        total += lines.saturating_sub(schema.header as u64);
+    }
+    Ok(total)
+}
+
+/// Minute-resolution cut points of the time column at the split ratios.
+fn time_cutoffs(opts: &ConvertOptions, schema: &DatasetSchema, ci: usize, ratios: [f64; 3]) -> Result<(i64, i64)> {
+    let col = &schema.columns[ci];
+    let mut minutes: HashMap<i64, u64> = HashMap::new();
+    for path in &opts.inputs {
+        let r = BufReader::new(open_input(path, Arc::new(AtomicU64::new(0)))?);
+        let mut pos = Some(ci);
+        for (i, line) in r.split(b'\n').enumerate() {
+            let line = line.map_err(|e| DataError::io(path, e))?;
+            if i == 0 && schema.header {
+                let positions = header_positions(&line, schema, path)?;
+                pos = positions.iter().position(|&p| p == ci);
+                continue;
+            }
+            let Some(p) = pos else { break };
+            let mut fields = Vec::new();
+            if split_fields(&line, schema.delimiter, &mut fields).is_err() {
+                continue;
+            }
+            if let Some(raw) = fields.get(p) {
+                if let Ok(Value::Time(t)) = parse_value(raw.clone(), col.kind, col.format) {
+                    *minutes.entry(t.div_euclid(60)).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut sorted: Vec<(i64, u64)> = minutes.into_iter().collect();
+    sorted.sort_unstable();
+    let total: u64 = sorted.iter().map(|x| x.1).sum();
+    if total == 0 {
+        return Err(DataError::Invalid(format!(
+            "--split time: no row has a readable `{}`",
+            col.name
+        )));
+    }
+    let cut = |frac: f64| -> i64 {
+        let target = (total as f64 * frac).round() as u64;
+        let mut acc = 0u64;
+        for &(m, c) in &sorted {
+            if acc >= target {
+                return m * 60;
+            }
+            acc += c;
+        }
+        (sorted.last().map_or(0, |x| x.0) + 1) * 60
+    };
+    Ok((cut(ratios[0]), cut(ratios[0] + ratios[1])))
+}

@@ -1,0 +1,94 @@
+//! File plumbing shared by every stage: transparent gzip input with a byte
+//! counter for progress bars, and atomic writes (temporary name, then rename)
+//! so that a crash never leaves a file that looks complete.
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::error::{DataError, Result};
+
+/// Counts the bytes read through it (compressed bytes for `.gz`).
+pub struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Open a plain or gzip file (recognised by its magic bytes, not its name).
+/// `count` grows by the bytes read from disk.
+pub fn open_input(path: &Path, count: Arc<AtomicU64>) -> Result<Box<dyn Read + Send>> {
+    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut magic = [0u8; 2];
+    let n = read_fully(&mut file, &mut magic).map_err(|e| DataError::io(path, e))?;
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let counted = CountingReader { inner: file, count };
+    if n == 2 && magic == [0x1f, 0x8b] {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(
+            BufReader::with_capacity(1 << 20, counted),
+        )))
+    } else {
+        Ok(Box::new(counted))
+    }
+}
+
+/// Like `read_exact`, but returns how much was read before end of file.
+pub fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The temporary name a file is written under before it is renamed into place:
+/// hidden, in the same directory (so the rename is atomic), marked with `.tmp`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Write `bytes` to `path` atomically.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path);
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        DataError::io(path, e)
+    })
+}
+
+/// Serialise `value` as pretty JSON into `path`, atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| DataError::Invalid(format!("{}: {e}", path.display())))?;
+    text.push('\n');
+    atomic_write(path, text.as_bytes())
+}
+
+/// Read and parse a JSON file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| DataError::Invalid(format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,2 @@
+//! Evaluation: metrics of predicted click probabilities.
+pub mod metrics;
