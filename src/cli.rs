@@ -18,7 +18,11 @@ use crate::data::writer::{Split, WriterOptions};
 use crate::progress::human_bytes;
 
 #[derive(Parser, Debug)]
-#[command(name = "ctr-dl", version, about = "Click-through-rate prediction: data, models, evaluation, serving")]
+#[command(
+    name = "ctr-dl",
+    version,
+    about = "Click-through-rate prediction: data, models, evaluation, serving"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -163,7 +167,10 @@ fn ratios(v: &[f64]) -> Result<[f64; 3]> {
 }
 
 fn writer_options(s: &SplitArgs) -> WriterOptions {
-    WriterOptions { shard_rows: s.shard_rows, row_group_rows: s.row_group_rows }
+    WriterOptions {
+        shard_rows: s.shard_rows,
+        row_group_rows: s.row_group_rows,
+    }
 }
 
 fn run_convert(a: ConvertArgs) -> Result<()> {
@@ -235,8 +242,17 @@ fn print_columns(cols: &[ColumnSummary]) {
     let w = cols.iter().map(|c| c.name.len()).max().unwrap_or(6).max(6);
     println!("  {:<w$}  {:>8}  {:>12}", "column", "missing", "distinct");
     for c in cols {
-        let d = format!("{}{}", if c.distinct_exact { "" } else { "~" }, group(c.distinct));
-        println!("  {:<w$}  {:>7.2}%  {:>12}", c.name, 100.0 * c.missing_rate, d);
+        let d = format!(
+            "{}{}",
+            if c.distinct_exact { "" } else { "~" },
+            group(c.distinct)
+        );
+        println!(
+            "  {:<w$}  {:>7.2}%  {:>12}",
+            c.name,
+            100.0 * c.missing_rate,
+            d
+        );
     }
 }
 

@@ -38,7 +38,9 @@ pub fn resolve_device(name: &str) -> Result<Device, String> {
         "cuda" => cuda(0),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(i)) => cuda(i),
-            _ => Err(format!("unknown device `{other}` (auto, cpu, cuda, cuda:N)")),
+            _ => Err(format!(
+                "unknown device `{other}` (auto, cpu, cuda, cuda:N)"
+            )),
         },
     }
 }
@@ -48,7 +50,9 @@ fn cuda(i: usize) -> Result<Device, String> {
     if (i as i64) < n {
         Ok(Device::Cuda(i))
     } else {
-        Err(format!("device cuda:{i} asked for, but this machine has {n} CUDA device(s)"))
+        Err(format!(
+            "device cuda:{i} asked for, but this machine has {n} CUDA device(s)"
+        ))
     }
 }
 
@@ -60,7 +64,9 @@ mod tests {
     fn libtorch_runs_and_devices_resolve() {
         assert_eq!(torch_info().smoke_sum, 10.0);
         assert_eq!(resolve_device("cpu"), Ok(Device::Cpu));
-        assert!(resolve_device("tpu").unwrap_err().contains("unknown device"));
+        assert!(resolve_device("tpu")
+            .unwrap_err()
+            .contains("unknown device"));
         if !Cuda::is_available() {
             assert_eq!(resolve_device("auto"), Ok(Device::Cpu));
             assert!(resolve_device("cuda").is_err());

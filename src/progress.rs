@@ -14,7 +14,8 @@ pub struct Progress {
 impl Progress {
     fn make(enabled: bool, total: u64, template: &str, by_bytes: bool) -> Self {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
+            let bar =
+                ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(4));
             if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -48,7 +49,11 @@ impl Progress {
             let secs = self.started.elapsed().as_secs_f64().max(1e-9);
             let rate = (rows as f64 / secs) as u64;
             if self.by_bytes {
-                bar.set_message(format!("{} rows, {} rows/s", HumanCount(rows), HumanCount(rate)));
+                bar.set_message(format!(
+                    "{} rows, {} rows/s",
+                    HumanCount(rows),
+                    HumanCount(rate)
+                ));
             } else {
                 bar.set_message(format!("{} rows/s", HumanCount(rate)));
             }

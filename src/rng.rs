@@ -97,7 +97,10 @@ impl AliasTable {
     /// `weights` must be non-negative with a positive sum.
     pub fn new(weights: &[f64]) -> Self {
         let n = weights.len();
-        assert!(n > 0 && n < u32::MAX as usize, "alias table needs 1..2^32 weights");
+        assert!(
+            n > 0 && n < u32::MAX as usize,
+            "alias table needs 1..2^32 weights"
+        );
         let total: f64 = weights.iter().sum();
         assert!(total > 0.0, "alias table needs a positive total weight");
         let mut scaled: Vec<f64> = weights.iter().map(|w| w * n as f64 / total).collect();
@@ -125,7 +128,9 @@ impl AliasTable {
 
     /// Zipf-like weights `1 / (rank + 1)^exponent` for `n` items.
     pub fn zipf(n: usize, exponent: f64) -> Self {
-        let w: Vec<f64> = (0..n).map(|k| 1.0 / ((k + 1) as f64).powf(exponent)).collect();
+        let w: Vec<f64> = (0..n)
+            .map(|k| 1.0 / ((k + 1) as f64).powf(exponent))
+            .collect();
         AliasTable::new(&w)
     }
 
@@ -154,16 +159,23 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream_and_streams_differ() {
-        let a: Vec<u64> = (0..5).map({
-            let mut r = Rng::new(7);
-            move |_| r.next_u64()
-        }).collect();
-        let b: Vec<u64> = (0..5).map({
-            let mut r = Rng::new(7);
-            move |_| r.next_u64()
-        }).collect();
+        let a: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
-        assert_ne!(Rng::derive(7, "a").next_u64(), Rng::derive(7, "b").next_u64());
+        assert_ne!(
+            Rng::derive(7, "a").next_u64(),
+            Rng::derive(7, "b").next_u64()
+        );
     }
 
     #[test]
@@ -196,7 +208,10 @@ mod tests {
         for (i, c) in counts.iter().enumerate() {
             let expected = (i + 1) as f64 / 10.0;
             let got = *c as f64 / n as f64;
-            assert!((got - expected).abs() < 0.005, "item {i}: {got} vs {expected}");
+            assert!(
+                (got - expected).abs() < 0.005,
+                "item {i}: {got} vs {expected}"
+            );
         }
     }
 }

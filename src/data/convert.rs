@@ -102,6 +102,7 @@ struct Parsed {
 }
 
 /// The result of a conversion.
+#[derive(Debug)]
 pub struct ConvertReport {
     pub manifest: DatasetManifest,
     pub seconds: f64,
@@ -131,7 +132,8 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
     let (rule, rule_info) = resolve_split(opts, &schema, ratios)?;
 
     let arrow_schema: SchemaRef = Arc::new(schema.arrow_schema());
-    let mut writer = DatasetWriter::create(&opts.out, arrow_schema.clone(), opts.writer, opts.overwrite)?;
+    let mut writer =
+        DatasetWriter::create(&opts.out, arrow_schema.clone(), opts.writer, opts.overwrite)?;
 
     let read_bytes = Arc::new(AtomicU64::new(0));
     let progress = Progress::bytes(opts.progress, total_bytes, "convert");
@@ -155,7 +157,12 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
     for i in 0..threads {
         let rx = chunk_rx.clone();
         let tx = parsed_tx.clone();
-        let mut parser = ChunkParser::new(schema.clone(), arrow_schema.clone(), rule, opts.skip_bad_lines);
+        let mut parser = ChunkParser::new(
+            schema.clone(),
+            arrow_schema.clone(),
+            rule,
+            opts.skip_bad_lines,
+        );
         workers.push(
             std::thread::Builder::new()
                 .name(format!("convert-parse-{i}"))
@@ -180,7 +187,8 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
 
     let result = collect(&parsed_rx, &mut writer, &progress, &read_bytes);
     drop(parsed_rx); // unblocks workers and the reader if we stopped early
-    let mut sketches: Vec<ColumnSketch> = vec![ColumnSketch::default(); arrow_schema.fields().len()];
+    let mut sketches: Vec<ColumnSketch> =
+        vec![ColumnSketch::default(); arrow_schema.fields().len()];
     for w in workers {
         if let Ok(s) = w.join() {
             for (a, b) in sketches.iter_mut().zip(s.iter()) {
@@ -243,7 +251,11 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
 }
 
 /// Column summaries (missing rate, distinct count) from merged sketches.
-pub fn summarize_columns(schema: &DatasetSchema, sketches: &[ColumnSketch], rows: u64) -> Vec<ColumnSummary> {
+pub fn summarize_columns(
+    schema: &DatasetSchema,
+    sketches: &[ColumnSketch],
+    rows: u64,
+) -> Vec<ColumnSummary> {
     schema
         .kept()
         .zip(sketches)
@@ -352,7 +364,9 @@ fn read_chunks_inner(
             buf.truncate(old + n);
             let eof = n < chunk_bytes;
             if file.is_none() {
-                let Some(nl) = memchr::memchr(b'\n', &buf).or(if eof { Some(buf.len()) } else { None }) else {
+                let Some(nl) =
+                    memchr::memchr(b'\n', &buf).or(if eof { Some(buf.len()) } else { None })
+                else {
                     continue;
                 };
                 let header = &buf[..nl];
@@ -363,7 +377,10 @@ fn read_chunks_inner(
                     ));
                 }
                 let positions = header_positions(header, schema, path)?;
-                file = Some(Arc::new(FileCtx { path: path.clone(), positions }));
+                file = Some(Arc::new(FileCtx {
+                    path: path.clone(),
+                    positions,
+                }));
                 buf.drain(..(nl + 1).min(buf.len()));
                 line += 1;
             }
@@ -410,9 +427,17 @@ fn header_positions(header: &[u8], schema: &DatasetSchema, path: &Path) -> Resul
     let header = header.strip_suffix(b"\r").unwrap_or(header);
     let mut fields = Vec::new();
     let at = |field: Option<String>, msg: String| {
-        DataError::BadLine(Location { file: path.to_path_buf(), line: 1, field }, msg)
+        DataError::BadLine(
+            Location {
+                file: path.to_path_buf(),
+                line: 1,
+                field,
+            },
+            msg,
+        )
     };
-    split_fields(header, schema.delimiter, &mut fields).map_err(|m| at(None, format!("header: {m}")))?;
+    split_fields(header, schema.delimiter, &mut fields)
+        .map_err(|m| at(None, format!("header: {m}")))?;
     let mut positions = Vec::with_capacity(fields.len());
     let mut seen = vec![false; schema.columns.len()];
     for f in &fields {
@@ -455,10 +480,12 @@ impl ColBuilder {
         match kind {
             ColumnKind::Label => ColBuilder::Label(Int8Builder::with_capacity(cap)),
             ColumnKind::Integer => ColBuilder::Int(Int64Builder::with_capacity(cap)),
-            ColumnKind::Float | ColumnKind::Truth => ColBuilder::Float(Float64Builder::with_capacity(cap)),
-            ColumnKind::Timestamp => ColBuilder::Time(
-                TimestampSecondBuilder::with_capacity(cap).with_timezone("UTC"),
-            ),
+            ColumnKind::Float | ColumnKind::Truth => {
+                ColBuilder::Float(Float64Builder::with_capacity(cap))
+            }
+            ColumnKind::Timestamp => {
+                ColBuilder::Time(TimestampSecondBuilder::with_capacity(cap).with_timezone("UTC"))
+            }
             ColumnKind::Categorical | ColumnKind::Skip => {
                 ColBuilder::Str(StringBuilder::with_capacity(cap, cap * 8))
             }
@@ -505,7 +532,12 @@ struct ChunkParser {
 }
 
 impl ChunkParser {
-    fn new(schema: Arc<DatasetSchema>, arrow_schema: SchemaRef, rule: SplitRule, skip_bad: bool) -> Self {
+    fn new(
+        schema: Arc<DatasetSchema>,
+        arrow_schema: SchemaRef,
+        rule: SplitRule,
+        skip_bad: bool,
+    ) -> Self {
         let mut k = 0;
         let kept_index = schema
             .columns
@@ -517,7 +549,11 @@ impl ChunkParser {
                 })
             })
             .collect();
-        let label_col = schema.columns.iter().position(|c| c.kind == ColumnKind::Label).unwrap_or(0);
+        let label_col = schema
+            .columns
+            .iter()
+            .position(|c| c.kind == ColumnKind::Label)
+            .unwrap_or(0);
         let n = arrow_schema.fields().len();
         ChunkParser {
             schema,
@@ -536,7 +572,12 @@ impl ChunkParser {
         let est = chunk.data.len() / 200 + 16;
         let mut builders: Vec<Vec<ColBuilder>> = [0.8, 0.1, 0.1]
             .iter()
-            .map(|f| schema.kept().map(|c| ColBuilder::new(c.kind, (est as f64 * f) as usize + 8)).collect())
+            .map(|f| {
+                schema
+                    .kept()
+                    .map(|c| ColBuilder::new(c.kind, (est as f64 * f) as usize + 8))
+                    .collect()
+            })
             .collect();
         let mut out = Parsed {
             batches: Vec::new(),
@@ -567,7 +608,11 @@ impl ChunkParser {
             let parsed = self.parse_line(line, &chunk.file, expected, &mut fields, &mut values);
             if let Err((field, msg)) = parsed {
                 let err = DataError::BadLine(
-                    Location { file: chunk.file.path.clone(), line: line_no, field },
+                    Location {
+                        file: chunk.file.path.clone(),
+                        line: line_no,
+                        field,
+                    },
                     msg,
                 );
                 if !self.skip_bad {
@@ -643,7 +688,8 @@ impl ChunkParser {
             if c.kind == ColumnKind::Skip {
                 continue;
             }
-            values[ci] = parse_value(raw, c.kind, c.format).map_err(|m| (Some(c.name.clone()), m))?;
+            values[ci] =
+                parse_value(raw, c.kind, c.format).map_err(|m| (Some(c.name.clone()), m))?;
         }
         if values[self.label_col] == Value::Missing {
             return Err((
@@ -664,13 +710,24 @@ fn resolve_split(
     match opts.split {
         SplitMode::Random => Ok((
             SplitRule::random(opts.seed, ratios),
-            SplitInfoRule::Random { seed: opts.seed, ratios },
+            SplitInfoRule::Random {
+                seed: opts.seed,
+                ratios,
+            },
         )),
-        SplitMode::Time => match schema.columns.iter().position(|c| c.kind == ColumnKind::Timestamp) {
+        SplitMode::Time => match schema
+            .columns
+            .iter()
+            .position(|c| c.kind == ColumnKind::Timestamp)
+        {
             Some(ci) => {
                 let (valid_from, test_from) = time_cutoffs(opts, schema, ci, ratios)?;
                 Ok((
-                    SplitRule::ByTime { column: ci, valid_from, test_from },
+                    SplitRule::ByTime {
+                        column: ci,
+                        valid_from,
+                        test_from,
+                    },
                     SplitInfoRule::Time {
                         column: schema.columns[ci].name.clone(),
                         ratios,
@@ -681,12 +738,20 @@ fn resolve_split(
             }
             None => {
                 let rule = SplitRule::by_row(count_rows(opts, schema)?, ratios);
-                let SplitRule::ByRow { valid_from, test_from } = rule else {
+                let SplitRule::ByRow {
+                    valid_from,
+                    test_from,
+                } = rule
+                else {
                     unreachable!("by_row builds ByRow")
                 };
                 Ok((
                     rule,
-                    SplitInfoRule::Order { ratios, valid_from_row: valid_from, test_from_row: test_from },
+                    SplitInfoRule::Order {
+                        ratios,
+                        valid_from_row: valid_from,
+                        test_from_row: test_from,
+                    },
                 ))
             }
         },
@@ -717,7 +782,12 @@ fn count_rows(opts: &ConvertOptions, schema: &DatasetSchema) -> Result<u64> {
 }
 
 /// Minute-resolution cut points of the time column at the split ratios.
-fn time_cutoffs(opts: &ConvertOptions, schema: &DatasetSchema, ci: usize, ratios: [f64; 3]) -> Result<(i64, i64)> {
+fn time_cutoffs(
+    opts: &ConvertOptions,
+    schema: &DatasetSchema,
+    ci: usize,
+    ratios: [f64; 3],
+) -> Result<(i64, i64)> {
     let col = &schema.columns[ci];
     let mut minutes: HashMap<i64, u64> = HashMap::new();
     for path in &opts.inputs {

@@ -116,7 +116,11 @@ impl DatasetManifest {
 
     /// Absolute paths of a split's shards.
     pub fn shard_paths(&self, dir: &Path, s: Split) -> Vec<PathBuf> {
-        self.split(s).shards.iter().map(|sh| dir.join(&sh.path)).collect()
+        self.split(s)
+            .shards
+            .iter()
+            .map(|sh| dir.join(&sh.path))
+            .collect()
     }
 }
 

@@ -13,8 +13,8 @@ pub mod stats;
 pub mod writer;
 
 pub use convert::{convert, ConvertOptions, ConvertReport};
-pub use split::SplitMode;
 pub use manifest::DatasetManifest;
 pub use reader::{ReaderOptions, ShardReader};
 pub use schema::{ColumnKind, DatasetSchema};
+pub use split::SplitMode;
 pub use writer::{Split, WriterOptions};

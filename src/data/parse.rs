@@ -208,14 +208,19 @@ mod tests {
     fn fields(line: &str, d: u8) -> Vec<String> {
         let mut out = Vec::new();
         split_fields(line.as_bytes(), d, &mut out).unwrap();
-        out.iter().map(|f| String::from_utf8(f.to_vec()).unwrap()).collect()
+        out.iter()
+            .map(|f| String::from_utf8(f.to_vec()).unwrap())
+            .collect()
     }
 
     #[test]
     fn splits_plain_and_quoted() {
         assert_eq!(fields("a\t\tb", b'\t'), ["a", "", "b"]);
         assert_eq!(fields("a,", b','), ["a", ""]);
-        assert_eq!(fields(r#""x,y",2,"say ""hi""""#, b','), ["x,y", "2", r#"say "hi""#]);
+        assert_eq!(
+            fields(r#""x,y",2,"say ""hi""""#, b','),
+            ["x,y", "2", r#"say "hi""#]
+        );
         let mut out = Vec::new();
         assert!(split_fields(br#""open,1"#, b',', &mut out).is_err());
         assert!(split_fields(br#""a"b,1"#, b',', &mut out).is_err());
@@ -244,8 +249,14 @@ mod tests {
 
     #[test]
     fn timestamps() {
-        assert_eq!(parse_time(b"14102100", TimeFormat::Yymmddhh), Ok(1_413_849_600));
-        assert_eq!(parse_time(b"14103023", TimeFormat::Yymmddhh), Ok(1_414_710_000));
+        assert_eq!(
+            parse_time(b"14102100", TimeFormat::Yymmddhh),
+            Ok(1_413_849_600)
+        );
+        assert_eq!(
+            parse_time(b"14103023", TimeFormat::Yymmddhh),
+            Ok(1_414_710_000)
+        );
         assert!(parse_time(b"14133100", TimeFormat::Yymmddhh).is_err());
         assert_eq!(
             parse_time(b"2026-11-29T10:00:00Z", TimeFormat::Rfc3339),
@@ -255,6 +266,9 @@ mod tests {
             parse_time(b"2026-11-29 10:00:00", TimeFormat::Rfc3339),
             Ok(1_795_946_400)
         );
-        assert_eq!(parse_time(b"1795946400123", TimeFormat::UnixMs), Ok(1_795_946_400));
+        assert_eq!(
+            parse_time(b"1795946400123", TimeFormat::UnixMs),
+            Ok(1_795_946_400)
+        );
     }
 }

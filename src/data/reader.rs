@@ -12,7 +12,9 @@ use arrow::array::{RecordBatch, UInt32Array};
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::SchemaRef;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
 
 use super::manifest::DatasetManifest;
@@ -87,7 +89,10 @@ impl ShardReader {
                 .map_err(|e| DataError::parquet(path, e))?;
             for rg in 0..meta.metadata().num_row_groups() {
                 rows += meta.metadata().row_group(rg).num_rows() as u64;
-                units.push(Unit { file: i, row_group: rg });
+                units.push(Unit {
+                    file: i,
+                    row_group: rg,
+                });
             }
             metas.push(meta);
         }
@@ -110,22 +115,37 @@ impl ShardReader {
                 .iter()
                 .map(|n| {
                     full_schema.index_of(n).map_err(|_| {
-                        let have: Vec<&str> = full_schema.fields().iter().map(|f| f.name().as_str()).collect();
-                        DataError::Invalid(format!("no column `{n}` in the shards (have: {})", have.join(", ")))
+                        let have: Vec<&str> = full_schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect();
+                        DataError::Invalid(format!(
+                            "no column `{n}` in the shards (have: {})",
+                            have.join(", ")
+                        ))
                     })
                 })
                 .collect::<Result<_>>()?,
         };
-        let schema = std::sync::Arc::new(full_schema.project(&indices).map_err(|e| DataError::arrow(
-            files.first().cloned().unwrap_or_default(),
-            e,
-        ))?);
+        let schema = std::sync::Arc::new(
+            full_schema
+                .project(&indices)
+                .map_err(|e| DataError::arrow(files.first().cloned().unwrap_or_default(), e))?,
+        );
         let (tx, rx) = bounded(opts.prefetch.max(1));
         let out_schema = schema.clone();
         let handle = std::thread::Builder::new()
             .name("shard-reader".into())
             .spawn(move || {
-                let mut job = ReadJob { files, metas, indices, opts, schema: out_schema, tx };
+                let mut job = ReadJob {
+                    files,
+                    metas,
+                    indices,
+                    opts,
+                    schema: out_schema,
+                    tx,
+                };
                 if let Err(e) = job.run(units) {
                     let _ = job.tx.send(Err(e));
                 }
@@ -180,7 +200,10 @@ struct Stopped;
 
 impl ReadJob {
     fn run(&mut self, mut units: Vec<Unit>) -> Result<()> {
-        let mut rng = Rng::derive(self.opts.seed ^ self.opts.epoch.wrapping_mul(0xA24B_AED4_963E_E407), "shard-reader");
+        let mut rng = Rng::derive(
+            self.opts.seed ^ self.opts.epoch.wrapping_mul(0xA24B_AED4_963E_E407),
+            "shard-reader",
+        );
         if self.opts.shuffle {
             rng.shuffle(&mut units);
         }
@@ -210,9 +233,21 @@ impl ReadJob {
     fn read_unit(&self, unit: &Unit) -> Result<Vec<RecordBatch>> {
         let path = &self.files[unit.file];
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metas[unit.file].clone());
-        let mask = ProjectionMask::roots(builder.parquet_schema(), self.indices.iter().copied());
-        let rows = self.metas[unit.file].metadata().row_group(unit.row_group).num_rows() as usize;
+        let builder =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metas[unit.file].clone());
+        // Parquet returns projected columns in file order; restore the asked order.
+        let mut sorted = self.indices.clone();
+        sorted.sort_unstable();
+        let reorder: Vec<usize> = self
+            .indices
+            .iter()
+            .map(|i| sorted.binary_search(i).unwrap_or(0))
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), sorted.iter().copied());
+        let rows = self.metas[unit.file]
+            .metadata()
+            .row_group(unit.row_group)
+            .num_rows() as usize;
         let reader = builder
             .with_projection(mask)
             .with_row_groups(vec![unit.row_group])
@@ -220,7 +255,10 @@ impl ReadJob {
             .build()
             .map_err(|e| DataError::parquet(path, e))?;
         reader
-            .map(|b| b.map_err(|e| DataError::arrow(path, e)))
+            .map(|b| {
+                b.and_then(|b| b.project(&reorder))
+                    .map_err(|e| DataError::arrow(path, e))
+            })
             .collect()
     }
 
@@ -262,14 +300,18 @@ impl ReadJob {
         let full = n / bs * bs;
         let mut start = 0;
         while start < full {
-            self.tx.send(Ok(all.slice(start, bs))).map_err(|_| Stopped)?;
+            self.tx
+                .send(Ok(all.slice(start, bs)))
+                .map_err(|_| Stopped)?;
             start += bs;
         }
         let rest = n - full;
         if rest > 0 {
             if last {
                 if !self.opts.drop_last {
-                    self.tx.send(Ok(all.slice(full, rest))).map_err(|_| Stopped)?;
+                    self.tx
+                        .send(Ok(all.slice(full, rest)))
+                        .map_err(|_| Stopped)?;
                 }
             } else {
                 buffer.push(all.slice(full, rest));

@@ -113,8 +113,14 @@ pub struct DatasetSchema {
 /// The built-in formats of `ctr-dl convert --format`.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("criteo", include_str!("../../configs/datasets/criteo.toml")),
-    ("criteo-1tb", include_str!("../../configs/datasets/criteo-1tb.toml")),
-    ("criteo-csv", include_str!("../../configs/datasets/criteo-csv.toml")),
+    (
+        "criteo-1tb",
+        include_str!("../../configs/datasets/criteo-1tb.toml"),
+    ),
+    (
+        "criteo-csv",
+        include_str!("../../configs/datasets/criteo-csv.toml"),
+    ),
     ("avazu", include_str!("../../configs/datasets/avazu.toml")),
 ];
 
@@ -159,7 +165,9 @@ impl DatasetSchema {
         let mut columns = Vec::new();
         for (i, entry) in file.columns.iter().enumerate() {
             if entry.format.is_some() && entry.kind != ColumnKind::Timestamp {
-                return Err(format!("columns[{i}]: `format` is only for timestamp columns"));
+                return Err(format!(
+                    "columns[{i}]: `format` is only for timestamp columns"
+                ));
             }
             let format = match entry.kind {
                 ColumnKind::Timestamp => Some(entry.format.unwrap_or_default()),
@@ -197,7 +205,10 @@ impl DatasetSchema {
                 return Err(format!("column `{}` is declared twice", c.name));
             }
         }
-        let labels = columns.iter().filter(|c| c.kind == ColumnKind::Label).count();
+        let labels = columns
+            .iter()
+            .filter(|c| c.kind == ColumnKind::Label)
+            .count();
         if labels != 1 {
             return Err(format!(
                 "exactly one column must have type = \"label\", found {labels}"
@@ -229,7 +240,9 @@ impl DatasetSchema {
 
     /// The first timestamp column, if any: the time axis of `--split time`.
     pub fn time_column(&self) -> Option<&Column> {
-        self.columns.iter().find(|c| c.kind == ColumnKind::Timestamp)
+        self.columns
+            .iter()
+            .find(|c| c.kind == ColumnKind::Timestamp)
     }
 
     /// The Arrow schema of the shards.
@@ -281,7 +294,8 @@ mod tests {
     #[test]
     fn bad_schemas_say_why() {
         let p = Path::new("x.toml");
-        let two_labels = "name='x'\n[[columns]]\nname='a'\ntype='label'\n[[columns]]\nname='b'\ntype='label'\n";
+        let two_labels =
+            "name='x'\n[[columns]]\nname='a'\ntype='label'\n[[columns]]\nname='b'\ntype='label'\n";
         let e = DatasetSchema::parse(two_labels, p).unwrap_err().to_string();
         assert!(e.contains("exactly one column"), "{e}");
         let dup = "name='x'\n[[columns]]\nname='a'\ntype='label'\n[[columns]]\nname='a'\ntype='integer'\n";

@@ -46,7 +46,9 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{now_rfc3339, ratio, split_info, BadLines, DatasetManifest, SplitInfoRule, FORMAT_VERSION};
+use super::manifest::{
+    now_rfc3339, ratio, split_info, BadLines, DatasetManifest, SplitInfoRule, FORMAT_VERSION,
+};
 use super::parse::parse_rfc3339;
 use super::schema::{Column, ColumnKind, DatasetSchema};
 use super::sketch::{hash_bytes, hash_i64, ColumnSketch};
@@ -167,9 +169,15 @@ impl SimConfig {
             return Err("`users` and `ads` must be below 2^32".into());
         }
         if !(self.base_ctr > 0.0 && self.base_ctr < 1.0) {
-            return Err(format!("`base_ctr` must be in (0, 1), got {}", self.base_ctr));
+            return Err(format!(
+                "`base_ctr` must be in (0, 1), got {}",
+                self.base_ctr
+            ));
         }
-        for (name, p) in [("retarget_prob", self.retarget_prob), ("home_device_prob", self.home_device_prob)] {
+        for (name, p) in [
+            ("retarget_prob", self.retarget_prob),
+            ("home_device_prob", self.home_device_prob),
+        ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(format!("`{name}` must be in [0, 1], got {p}"));
             }
@@ -195,7 +203,14 @@ const OSES: [[(&str, f64); 3]; 3] = [
     [("windows", 0.7), ("macos", 0.25), ("linux", 0.05)],
     [("ios", 0.55), ("android", 0.45), ("android", 0.0)],
 ];
-pub const PLACEMENTS: [&str; 6] = ["top_banner", "sidebar", "in_feed", "interstitial", "footer", "video_preroll"];
+pub const PLACEMENTS: [&str; 6] = [
+    "top_banner",
+    "sidebar",
+    "in_feed",
+    "interstitial",
+    "footer",
+    "video_preroll",
+];
 const PLACEMENT_WEIGHTS: [f64; 6] = [0.25, 0.2, 0.3, 0.08, 0.1, 0.07];
 
 /// Everything drawn once from the seed.
@@ -249,7 +264,9 @@ impl World {
             .map(|os| AliasTable::new(&os.iter().map(|x| x.1).collect::<Vec<_>>()))
             .collect();
         let mut rd = r("user-device");
-        let user_device: Vec<u8> = (0..cfg.users).map(|_| devices.sample(&mut rd) as u8).collect();
+        let user_device: Vec<u8> = (0..cfg.users)
+            .map(|_| devices.sample(&mut rd) as u8)
+            .collect();
         let user_os: Vec<u8> = user_device
             .iter()
             .map(|&d| os_tables[d as usize].sample(&mut rd) as u8)
@@ -263,7 +280,9 @@ impl World {
             .map(|_| rc.below(cfg.advertisers as u64) as u32)
             .collect();
         let mut rads = r("ads");
-        let ad_campaign: Vec<u32> = (0..cfg.ads).map(|_| rads.below(cfg.campaigns as u64) as u32).collect();
+        let ad_campaign: Vec<u32> = (0..cfg.ads)
+            .map(|_| rads.below(cfg.campaigns as u64) as u32)
+            .collect();
         let ad_category: Vec<u16> = ad_campaign
             .iter()
             .map(|&c| {
@@ -295,7 +314,11 @@ impl World {
             ad_category,
             campaign_bias: normals(&mut r("campaign-bias"), cfg.campaigns, cfg.campaign_sd),
             campaign_advertiser,
-            advertiser_bias: normals(&mut r("advertiser-bias"), cfg.advertisers, cfg.advertiser_sd),
+            advertiser_bias: normals(
+                &mut r("advertiser-bias"),
+                cfg.advertisers,
+                cfg.advertiser_sd,
+            ),
             site_bias: normals(&mut r("site-bias"), cfg.sites, cfg.site_sd),
             site_category,
             adcat_vec: normals(&mut r("adcat-vec"), cfg.ad_categories * k, vec_sd),
@@ -372,7 +395,11 @@ impl<'w> Stream<'w> {
         let mut hour_rows: Vec<u64> = exact.iter().map(|x| x.floor() as u64).collect();
         let mut left = rows - hour_rows.iter().sum::<u64>();
         let mut order: Vec<usize> = (0..hours).collect();
-        order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| {
+            (exact[b] - exact[b].floor())
+                .total_cmp(&(exact[a] - exact[a].floor()))
+                .then(a.cmp(&b))
+        });
         for &h in order.iter().cycle() {
             if left == 0 {
                 break;
@@ -434,10 +461,18 @@ impl<'w> Stream<'w> {
         let site = w.site_ids[w.sites.sample(&mut self.rng)] as usize;
         let placement = w.placements.sample(&mut self.rng) as u8;
         let slots = user * m..(user + 1) * m;
-        let remembered = self.mem_ad[slots.clone()].iter().filter(|&&a| a != 0).count();
+        let remembered = self.mem_ad[slots.clone()]
+            .iter()
+            .filter(|&&a| a != 0)
+            .count();
         let ad = if remembered > 0 && self.rng.bernoulli(cfg.retarget_prob) {
             let pick = self.rng.below(remembered as u64) as usize;
-            let slot = self.mem_ad[slots.clone()].iter().filter(|&&a| a != 0).nth(pick).copied().unwrap_or(1);
+            let slot = self.mem_ad[slots.clone()]
+                .iter()
+                .filter(|&&a| a != 0)
+                .nth(pick)
+                .copied()
+                .unwrap_or(1);
             (slot - 1) as usize
         } else {
             w.ad_ids[w.ads.sample(&mut self.rng)] as usize
@@ -468,9 +503,20 @@ impl<'w> Stream<'w> {
         let advertiser = w.campaign_advertiser[campaign] as usize;
         let cat = w.ad_category[ad] as usize;
         let scat = w.site_category[site] as usize;
-        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (*x as f64) * (*y as f64)).sum::<f64>();
-        let affinity = dot(&w.user_vec[user * k..(user + 1) * k], &w.adcat_vec[cat * k..(cat + 1) * k]);
-        let context = dot(&w.sitecat_ctx[scat * k..(scat + 1) * k], &w.adcat_ctx[cat * k..(cat + 1) * k]);
+        let dot = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (*x as f64) * (*y as f64))
+                .sum::<f64>()
+        };
+        let affinity = dot(
+            &w.user_vec[user * k..(user + 1) * k],
+            &w.adcat_vec[cat * k..(cat + 1) * k],
+        );
+        let context = dot(
+            &w.sitecat_ctx[scat * k..(scat + 1) * k],
+            &w.adcat_ctx[cat * k..(cat + 1) * k],
+        );
         let (hod, wd) = hour_weekday(time);
         let z = w.user_bias[user] as f64
             + w.ad_bias[ad] as f64
@@ -570,7 +616,11 @@ pub struct SimulateReport {
 
 /// The dataset schema of simulated impressions.
 pub fn sim_schema() -> DatasetSchema {
-    let cat = |n: &str| Column { name: n.into(), kind: ColumnKind::Categorical, format: None };
+    let cat = |n: &str| Column {
+        name: n.into(),
+        kind: ColumnKind::Categorical,
+        format: None,
+    };
     let mut columns: Vec<Column> = [
         "user_id",
         "ad_id",
@@ -586,10 +636,28 @@ pub fn sim_schema() -> DatasetSchema {
     .iter()
     .map(|n| cat(n))
     .collect();
-    columns.push(Column { name: "time".into(), kind: ColumnKind::Timestamp, format: Some(super::schema::TimeFormat::Rfc3339) });
-    columns.push(Column { name: "clicked".into(), kind: ColumnKind::Label, format: None });
-    columns.push(Column { name: "p_click".into(), kind: ColumnKind::Truth, format: None });
-    DatasetSchema { name: "synthetic".into(), delimiter: b',', header: true, ragged: false, columns }
+    columns.push(Column {
+        name: "time".into(),
+        kind: ColumnKind::Timestamp,
+        format: Some(super::schema::TimeFormat::Rfc3339),
+    });
+    columns.push(Column {
+        name: "clicked".into(),
+        kind: ColumnKind::Label,
+        format: None,
+    });
+    columns.push(Column {
+        name: "p_click".into(),
+        kind: ColumnKind::Truth,
+        format: None,
+    });
+    DatasetSchema {
+        name: "synthetic".into(),
+        delimiter: b',',
+        header: true,
+        ragged: false,
+        columns,
+    }
 }
 
 const BATCH_ROWS: usize = 16_384;
@@ -634,8 +702,19 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
                 )));
             }
             let tmp = super::io::temp_path(&path);
-            let result = write_criteo_tsv(&world, &mut stream, &mut clicks, alpha, &tmp, &bar, &mut overall, opts.seed);
-            if let Err(e) = result.and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| DataError::io(&path, e))) {
+            let result = write_criteo_tsv(
+                &world,
+                &mut stream,
+                &mut clicks,
+                alpha,
+                &tmp,
+                &bar,
+                &mut overall,
+                opts.seed,
+            );
+            if let Err(e) = result
+                .and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| DataError::io(&path, e)))
+            {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
@@ -644,7 +723,12 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
         SimFormat::Parquet => {
             let schema = sim_schema();
             let arrow_schema: SchemaRef = Arc::new(schema.arrow_schema());
-            let mut writer = DatasetWriter::create(&opts.out, arrow_schema.clone(), opts.writer, opts.overwrite)?;
+            let mut writer = DatasetWriter::create(
+                &opts.out,
+                arrow_schema.clone(),
+                opts.writer,
+                opts.overwrite,
+            )?;
             let rule = match opts.split {
                 SplitMode::Random => SplitRule::random(opts.seed, ratios),
                 // Rows are generated in time order.
@@ -695,12 +779,18 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
                 schema,
                 sources: Vec::new(),
                 split: match rule {
-                    SplitRule::ByRow { valid_from, test_from } => SplitInfoRule::Order {
+                    SplitRule::ByRow {
+                        valid_from,
+                        test_from,
+                    } => SplitInfoRule::Order {
                         ratios,
                         valid_from_row: valid_from,
                         test_from_row: test_from,
                     },
-                    _ => SplitInfoRule::Random { seed: opts.seed, ratios },
+                    _ => SplitInfoRule::Random {
+                        seed: opts.seed,
+                        ratios,
+                    },
                 },
                 train: split_info(count(Split::Train).0, count(Split::Train).1, train),
                 valid: split_info(count(Split::Valid).0, count(Split::Valid).1, valid),
@@ -731,7 +821,10 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
         alpha,
         overall: overall.to_json(),
         splits: if opts.format == SimFormat::Parquet {
-            Split::ALL.iter().map(|s| (*s, per_split[s.index()].to_json())).collect()
+            Split::ALL
+                .iter()
+                .map(|s| (*s, per_split[s.index()].to_json()))
+                .collect()
         } else {
             Vec::new()
         },
@@ -751,9 +844,19 @@ struct SimBatch {
 }
 
 impl SimBatch {
-    fn push(&mut self, w: &World, imp: &Impression, p: f64, y: bool, text: &mut String, sk: &mut [ColumnSketch]) {
+    fn push(
+        &mut self,
+        w: &World,
+        imp: &Impression,
+        p: f64,
+        y: bool,
+        text: &mut String,
+        sk: &mut [ColumnSketch],
+    ) {
         if self.strings.is_empty() {
-            self.strings = (0..10).map(|_| StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8)).collect();
+            self.strings = (0..10)
+                .map(|_| StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8))
+                .collect();
         }
         let ad = imp.ad as usize;
         let campaign = w.ad_campaign[ad];
@@ -771,12 +874,17 @@ impl SimBatch {
         put(3, format_args!("c{campaign}"));
         put(4, format_args!("cat{}", w.ad_category[ad]));
         put(5, format_args!("{}", DEVICES[imp.device as usize]));
-        put(6, format_args!("{}", OSES[imp.device as usize][imp.os as usize].0));
+        put(
+            6,
+            format_args!("{}", OSES[imp.device as usize][imp.os as usize].0),
+        );
         put(7, format_args!("{}", PLACEMENTS[imp.placement as usize]));
         put(8, format_args!("s{site}"));
         put(9, format_args!("scat{}", w.site_category[site]));
         self.time
-            .get_or_insert_with(|| TimestampSecondBuilder::with_capacity(BATCH_ROWS).with_timezone("UTC"))
+            .get_or_insert_with(|| {
+                TimestampSecondBuilder::with_capacity(BATCH_ROWS).with_timezone("UTC")
+            })
             .append_value(imp.time);
         sk[10].distinct.insert(hash_i64(imp.time));
         self.clicked.append_value(y as i8);
@@ -787,8 +895,16 @@ impl SimBatch {
     }
 
     fn finish(&mut self, schema: &SchemaRef) -> Result<RecordBatch> {
-        let mut arrays: Vec<ArrayRef> = self.strings.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
-        let time = self.time.as_mut().map(|t| t.finish()).ok_or_else(|| DataError::Invalid("empty simulator batch".into()))?;
+        let mut arrays: Vec<ArrayRef> = self
+            .strings
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        let time = self
+            .time
+            .as_mut()
+            .map(|t| t.finish())
+            .ok_or_else(|| DataError::Invalid("empty simulator batch".into()))?;
         arrays.push(Arc::new(time));
         arrays.push(Arc::new(self.clicked.finish()));
         arrays.push(Arc::new(self.p.finish()));
@@ -814,7 +930,9 @@ fn write_criteo_tsv(
     let file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut noise = Rng::derive(seed, "criteo-noise");
-    let noise_tables: Vec<AliasTable> = (0..16).map(|i| AliasTable::zipf(10usize << (i % 14), 1.1)).collect();
+    let noise_tables: Vec<AliasTable> = (0..16)
+        .map(|i| AliasTable::zipf(10usize << (i % 14), 1.1))
+        .collect();
     let count_table = AliasTable::zipf(1000, 1.2);
     let start_day = w.cfg.start_unix().div_euclid(86_400);
     let mut line = String::with_capacity(512);
@@ -825,7 +943,12 @@ fn write_criteo_tsv(
         overall.add(p, y);
         line.clear();
         let (hod, wd) = hour_weekday(imp.time);
-        let _ = write!(line, "{}\t{hod}\t{wd}\t{}", y as u8, imp.time.div_euclid(86_400) - start_day);
+        let _ = write!(
+            line,
+            "{}\t{hod}\t{wd}\t{}",
+            y as u8,
+            imp.time.div_euclid(86_400) - start_day
+        );
         for _ in 0..10 {
             if noise.bernoulli(0.3) {
                 line.push('\t');
@@ -856,18 +979,22 @@ fn write_criteo_tsv(
                 line.push('\t');
             } else {
                 let v = t.sample(&mut noise) as u64;
-                let h = xxhash_rust::xxh3::xxh3_64_with_seed(&v.to_le_bytes(), 100 + i as u64) as u32;
+                let h =
+                    xxhash_rust::xxh3::xxh3_64_with_seed(&v.to_le_bytes(), 100 + i as u64) as u32;
                 let _ = write!(line, "\t{h:08x}");
             }
         }
         line.push('\n');
-        out.write_all(line.as_bytes()).map_err(|e| DataError::io(path, e))?;
+        out.write_all(line.as_bytes())
+            .map_err(|e| DataError::io(path, e))?;
         row += 1;
         if row % 65_536 == 0 {
             bar.set(row, row);
         }
     }
-    let file = out.into_inner().map_err(|e| DataError::io(path, e.into_error()))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| DataError::io(path, e.into_error()))?;
     file.sync_all().map_err(|e| DataError::io(path, e))?;
     Ok(())
 }
@@ -880,7 +1007,10 @@ mod tests {
     fn weekday_and_hour() {
         // 2026-01-05T00:00:00Z is a Monday.
         assert_eq!(hour_weekday(1_767_571_200), (0, 0));
-        assert_eq!(hour_weekday(1_767_571_200 + 6 * 86_400 + 13 * 3600), (13, 6));
+        assert_eq!(
+            hour_weekday(1_767_571_200 + 6 * 86_400 + 13 * 3600),
+            (13, 6)
+        );
     }
 
     #[test]

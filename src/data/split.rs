@@ -7,7 +7,9 @@ use crate::rng::splitmix64;
 use super::writer::Split;
 
 /// How rows are assigned to train, valid and test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SplitMode {
     /// Each row independently at random (seeded): the x4 benchmark protocol.
@@ -25,7 +27,11 @@ pub enum SplitRule {
     /// Row index below `valid_from` is train, below `test_from` valid.
     ByRow { valid_from: u64, test_from: u64 },
     /// Time (unix seconds) of schema column `column`; rows without one are train.
-    ByTime { column: usize, valid_from: i64, test_from: i64 },
+    ByTime {
+        column: usize,
+        valid_from: i64,
+        test_from: i64,
+    },
 }
 
 impl SplitRule {
@@ -60,7 +66,10 @@ impl SplitRule {
                     Split::Test
                 }
             }
-            SplitRule::ByRow { valid_from, test_from } => {
+            SplitRule::ByRow {
+                valid_from,
+                test_from,
+            } => {
                 if row < valid_from {
                     Split::Train
                 } else if row < test_from {
@@ -69,7 +78,11 @@ impl SplitRule {
                     Split::Test
                 }
             }
-            SplitRule::ByTime { valid_from, test_from, .. } => match time {
+            SplitRule::ByTime {
+                valid_from,
+                test_from,
+                ..
+            } => match time {
                 Some(t) if t >= test_from => Split::Test,
                 Some(t) if t >= valid_from => Split::Valid,
                 _ => Split::Train,
@@ -103,7 +116,9 @@ mod tests {
         assert!((counts[0] as f64 / 1e5 - 0.8).abs() < 0.01, "{counts:?}");
         assert!((counts[1] as f64 / 1e5 - 0.1).abs() < 0.01, "{counts:?}");
         let other = SplitRule::random(7, [0.8, 0.1, 0.1]);
-        let differ = (0..1000).filter(|&i| r.assign(i, None) != other.assign(i, None)).count();
+        let differ = (0..1000)
+            .filter(|&i| r.assign(i, None) != other.assign(i, None))
+            .count();
         assert!(differ > 100);
     }
 
@@ -114,7 +129,11 @@ mod tests {
         assert_eq!(s[7], Split::Train);
         assert_eq!(s[8], Split::Valid);
         assert_eq!(s[9], Split::Test);
-        let t = SplitRule::ByTime { column: 0, valid_from: 100, test_from: 200 };
+        let t = SplitRule::ByTime {
+            column: 0,
+            valid_from: 100,
+            test_from: 200,
+        };
         assert_eq!(t.assign(0, Some(99)), Split::Train);
         assert_eq!(t.assign(0, Some(100)), Split::Valid);
         assert_eq!(t.assign(0, Some(250)), Split::Test);

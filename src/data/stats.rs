@@ -97,7 +97,12 @@ pub struct TopCounter {
 
 impl TopCounter {
     pub fn new(cap: usize) -> Self {
-        TopCounter { map: HashMap::new(), cap, error: 0, pruned: false }
+        TopCounter {
+            map: HashMap::new(),
+            cap,
+            error: 0,
+            pruned: false,
+        }
     }
 
     #[inline]
@@ -122,7 +127,14 @@ impl TopCounter {
             .take(k)
             .map(|(count, clicks, value)| {
                 let (lo, hi) = wilson(*clicks, *count);
-                TopValue { value: value.clone(), count: *count, clicks: *clicks, ctr: ratio(*clicks, *count), ctr_low: lo, ctr_high: hi }
+                TopValue {
+                    value: value.clone(),
+                    count: *count,
+                    clicks: *clicks,
+                    ctr: ratio(*clicks, *count),
+                    ctr_low: lo,
+                    ctr_high: hi,
+                }
             })
             .collect()
     }
@@ -163,7 +175,10 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
         let bar = Progress::rows(progress, info.rows, &format!("stats {split}"));
         let reader = ShardReader::open(
             manifest.shard_paths(dir, split),
-            ReaderOptions { batch_size: 65_536, ..Default::default() },
+            ReaderOptions {
+                batch_size: 65_536,
+                ..Default::default()
+            },
         )?;
         let schema = reader.schema();
         let mut fields: Vec<FieldAcc> = manifest
@@ -175,7 +190,8 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
                 kind: c.kind,
                 missing: 0,
                 distinct: DistinctCounter::default(),
-                top: matches!(c.kind, ColumnKind::Categorical | ColumnKind::Integer).then(|| TopCounter::new(100_000)),
+                top: matches!(c.kind, ColumnKind::Categorical | ColumnKind::Integer)
+                    .then(|| TopCounter::new(100_000)),
                 min: f64::INFINITY,
                 max: f64::NEG_INFINITY,
                 sum: 0.0,
@@ -188,7 +204,12 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
         let (mut rows, mut clicks) = (0u64, 0u64);
         for batch in reader {
             let batch = batch?;
-            let bad = |what: &str| DataError::Invalid(format!("{}: column `{what}` has an unexpected type", dir.display()));
+            let bad = |what: &str| {
+                DataError::Invalid(format!(
+                    "{}: column `{what}` has an unexpected type",
+                    dir.display()
+                ))
+            };
             let labels = batch
                 .column_by_name(&label)
                 .and_then(|a| a.as_any().downcast_ref::<Int8Array>())
@@ -201,7 +222,10 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
                 f.missing += col.null_count() as u64;
                 match f.kind {
                     ColumnKind::Categorical => {
-                        let a = col.as_any().downcast_ref::<StringArray>().ok_or_else(|| bad(&f.name))?;
+                        let a = col
+                            .as_any()
+                            .downcast_ref::<StringArray>()
+                            .ok_or_else(|| bad(&f.name))?;
                         for (i, v) in a.iter().enumerate() {
                             if let Some(v) = v {
                                 let h = hash_bytes(v.as_bytes());
@@ -213,7 +237,10 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
                         }
                     }
                     ColumnKind::Integer => {
-                        let a = col.as_any().downcast_ref::<Int64Array>().ok_or_else(|| bad(&f.name))?;
+                        let a = col
+                            .as_any()
+                            .downcast_ref::<Int64Array>()
+                            .ok_or_else(|| bad(&f.name))?;
                         for (i, v) in a.iter().enumerate() {
                             if let Some(v) = v {
                                 let h = hash_i64(v);
@@ -226,14 +253,20 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
                         }
                     }
                     ColumnKind::Float | ColumnKind::Truth => {
-                        let a = col.as_any().downcast_ref::<Float64Array>().ok_or_else(|| bad(&f.name))?;
+                        let a = col
+                            .as_any()
+                            .downcast_ref::<Float64Array>()
+                            .ok_or_else(|| bad(&f.name))?;
                         for v in a.iter().flatten() {
                             f.distinct.insert(hash_i64(v.to_bits() as i64));
                             f.observe(v);
                         }
                     }
                     ColumnKind::Timestamp => {
-                        let a = col.as_any().downcast_ref::<TimestampSecondArray>().ok_or_else(|| bad(&f.name))?;
+                        let a = col
+                            .as_any()
+                            .downcast_ref::<TimestampSecondArray>()
+                            .ok_or_else(|| bad(&f.name))?;
                         let is_time = time_field.as_deref() == Some(f.name.as_str());
                         for (i, v) in a.iter().enumerate() {
                             if let Some(t) = v {
@@ -257,7 +290,12 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
         let buckets = |b: &[(u64, u64)]| -> Vec<Bucket> {
             b.iter()
                 .enumerate()
-                .map(|(k, &(n, c))| Bucket { key: k as u32, rows: n, clicks: c, ctr: ratio(c, n) })
+                .map(|(k, &(n, c))| Bucket {
+                    key: k as u32,
+                    rows: n,
+                    clicks: c,
+                    ctr: ratio(c, n),
+                })
                 .collect()
         };
         splits.push(SplitStats {
@@ -273,7 +311,11 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
                         top: f.top.as_ref().map(|t| t.top(top_k)).unwrap_or_default(),
                         top_exact: f.top.as_ref().is_none_or(|t| !t.pruned),
                         top_error: f.top.as_ref().map_or(0, |t| t.error),
-                        numeric: (f.n > 0).then(|| NumericStats { min: f.min, mean: f.sum / f.n as f64, max: f.max }),
+                        numeric: (f.n > 0).then(|| NumericStats {
+                            min: f.min,
+                            mean: f.sum / f.n as f64,
+                            max: f.max,
+                        }),
                         name: f.name,
                         kind: f.kind,
                         distinct,
@@ -287,7 +329,11 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
             ctr_by_weekday: time_field.as_ref().map(|_| buckets(&by_weekday)),
         });
     }
-    let stats = DatasetStats { dataset: manifest.name.clone(), label, splits };
+    let stats = DatasetStats {
+        dataset: manifest.name.clone(),
+        label,
+        splits,
+    };
     write_json(&dir.join("stats.json"), &stats)?;
     Ok(stats)
 }
@@ -330,12 +376,33 @@ pub fn group(n: u64) -> String {
 /// The terminal table of `ctr-dl stats`.
 pub fn render(stats: &DatasetStats) -> String {
     let mut out = String::new();
-    let width = stats.splits.iter().flat_map(|s| s.fields.iter().map(|f| f.name.len())).max().unwrap_or(5).max(5);
+    let width = stats
+        .splits
+        .iter()
+        .flat_map(|s| s.fields.iter().map(|f| f.name.len()))
+        .max()
+        .unwrap_or(5)
+        .max(5);
     for s in &stats.splits {
-        let _ = writeln!(out, "{}: {} rows, {} clicks, CTR {:.4}", s.split, group(s.rows), group(s.clicks), s.ctr);
-        let _ = writeln!(out, "  {:<width$}  {:<11}  {:>11}  {:>8}  top values (rows, CTR)", "field", "type", "distinct", "missing");
+        let _ = writeln!(
+            out,
+            "{}: {} rows, {} clicks, CTR {:.4}",
+            s.split,
+            group(s.rows),
+            group(s.clicks),
+            s.ctr
+        );
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:<11}  {:>11}  {:>8}  top values (rows, CTR)",
+            "field", "type", "distinct", "missing"
+        );
         for f in &s.fields {
-            let distinct = format!("{}{}", if f.distinct_exact { "" } else { "~" }, group(f.distinct));
+            let distinct = format!(
+                "{}{}",
+                if f.distinct_exact { "" } else { "~" },
+                group(f.distinct)
+            );
             let mut top = String::new();
             for t in f.top.iter().take(3) {
                 let v: String = t.value.chars().take(16).collect();
@@ -355,12 +422,18 @@ pub fn render(stats: &DatasetStats) -> String {
             );
         }
         if let Some(h) = &s.ctr_by_hour {
-            let line: Vec<String> = h.iter().map(|b| format!("{:02}:{:.3}", b.key, b.ctr)).collect();
+            let line: Vec<String> = h
+                .iter()
+                .map(|b| format!("{:02}:{:.3}", b.key, b.ctr))
+                .collect();
             let _ = writeln!(out, "  CTR by hour (UTC): {}", line.join(" "));
         }
         if let Some(w) = &s.ctr_by_weekday {
             const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-            let line: Vec<String> = w.iter().map(|b| format!("{} {:.4} ({})", DAYS[b.key as usize], b.ctr, group(b.rows))).collect();
+            let line: Vec<String> = w
+                .iter()
+                .map(|b| format!("{} {:.4} ({})", DAYS[b.key as usize], b.ctr, group(b.rows)))
+                .collect();
             let _ = writeln!(out, "  CTR by weekday: {}", line.join("  "));
         }
         out.push('\n');
@@ -376,7 +449,10 @@ mod tests {
     fn wilson_interval_brackets_the_rate() {
         let (lo, hi) = wilson(30, 1000);
         assert!(lo < 0.03 && hi > 0.03);
-        assert!((lo - 0.02108).abs() < 1e-4 && (hi - 0.04253).abs() < 1e-4, "{lo} {hi}");
+        assert!(
+            (lo - 0.02108).abs() < 1e-4 && (hi - 0.04253).abs() < 1e-4,
+            "{lo} {hi}"
+        );
     }
 
     #[test]

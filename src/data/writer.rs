@@ -97,8 +97,9 @@ impl ShardWriter {
                 let path = self.dir.join(&name);
                 let tmp = temp_path(&path);
                 let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-                let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
-                    .map_err(|e| DataError::parquet(&tmp, e))?;
+                let writer =
+                    ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
+                        .map_err(|e| DataError::parquet(&tmp, e))?;
                 self.current = Some((writer, tmp, path, 0));
             }
             let (writer, tmp, _, rows) = self.current.as_mut().expect("opened above");
@@ -118,11 +119,17 @@ impl ShardWriter {
 
     fn close_current(&mut self) -> Result<()> {
         if let Some((writer, tmp, path, rows)) = self.current.take() {
-            let file = writer.into_inner().map_err(|e| DataError::parquet(&tmp, e))?;
+            let file = writer
+                .into_inner()
+                .map_err(|e| DataError::parquet(&tmp, e))?;
             file.sync_all().map_err(|e| DataError::io(&tmp, e))?;
             std::fs::rename(&tmp, &path).map_err(|e| DataError::io(&path, e))?;
             self.done.push(ShardInfo {
-                path: format!("{}/{}", self.split.name(), path.file_name().unwrap_or_default().to_string_lossy()),
+                path: format!(
+                    "{}/{}",
+                    self.split.name(),
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                ),
                 rows: rows as u64,
             });
         }
@@ -177,7 +184,12 @@ fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
 impl DatasetWriter {
     /// Create `out/{train,valid,test}`. Refuses a directory that already holds
     /// a dataset unless `overwrite`.
-    pub fn create(out: &Path, schema: SchemaRef, opts: WriterOptions, overwrite: bool) -> Result<Self> {
+    pub fn create(
+        out: &Path,
+        schema: SchemaRef,
+        opts: WriterOptions,
+        overwrite: bool,
+    ) -> Result<Self> {
         if opts.shard_rows == 0 || opts.row_group_rows == 0 {
             return Err(DataError::Invalid("--shard-rows must be positive".into()));
         }

@@ -1,0 +1,102 @@
+//! The `ctr-dl` binary end to end: exit codes and what a user reads.
+mod common;
+
+use std::process::Command;
+
+fn ctr_dl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ctr-dl"))
+}
+
+#[test]
+fn convert_then_stats() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("avazu");
+    let o = ctr_dl()
+        .args(["convert", "--format", "avazu", "--input"])
+        .arg(common::shared("avazu/sample_100.csv"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("rows 100") && stdout.contains("site_id"),
+        "{stdout}"
+    );
+    let o = ctr_dl().arg("stats").arg(&out).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("CTR by hour") && stdout.contains("train:"),
+        "{stdout}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+    let total: u64 = stats["splits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 100);
+}
+
+#[test]
+fn bad_input_exits_non_zero_with_the_location() {
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("broken.txt");
+    std::fs::write(&input, "1\t2\n7\tx\n").unwrap();
+    let o = ctr_dl()
+        .args(["convert", "--format", "criteo", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(d.path().join("o"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("broken.txt:1") && stderr.contains("field `I1`")
+            || stderr.contains("broken.txt:2"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let o = ctr_dl()
+        .args(["convert", "--format", "csv", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(d.path().join("o"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs --schema"));
+    let o = ctr_dl().args(["stats"]).arg(d.path()).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no dataset.json"));
+}
+
+#[test]
+fn simulate_prints_the_best_possible_metrics() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("sim.toml");
+    std::fs::write(
+        &cfg,
+        "users = 5000\nads = 500\ncampaigns = 100\nadvertisers = 20\nsites = 100\n",
+    )
+    .unwrap();
+    let o = ctr_dl()
+        .args(["simulate", "--rows", "20000", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(d.path().join("sim"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("true-p logloss") && stdout.contains("test"),
+        "{stdout}"
+    );
+    let o = ctr_dl().arg("env").output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"smoke_sum\": 10.0"));
+}

@@ -1,0 +1,73 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use ctr_dl::data::reader::{ReaderOptions, ShardReader};
+use ctr_dl::data::writer::Split;
+
+/// A file of the shared real-data samples (`../shared/data` beside the repo).
+pub fn shared(rel: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(rel);
+    assert!(
+        p.exists(),
+        "test data {} is missing: the shared/ folder must sit beside the repository",
+        p.display()
+    );
+    p
+}
+
+/// Every row of one split, in shard order.
+pub fn read_split(dir: &Path, split: Split) -> RecordBatch {
+    let reader = ShardReader::open_split(
+        dir,
+        split,
+        ReaderOptions {
+            batch_size: 1 << 20,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let schema = reader.schema();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    concat_batches(&schema, &batches).unwrap()
+}
+
+/// Raw file contents of every shard of a dataset, for bit-for-bit comparisons.
+pub fn shard_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for s in Split::ALL {
+        let d = dir.join(s.name());
+        let mut names: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for p in names {
+            out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+/// Files whose names mark them as temporary, anywhere below `dir`.
+pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.to_string_lossy().ends_with(".tmp") {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,279 @@
+//! The simulator: bit-for-bit determinism, the realised CTR against the
+//! configured one, time order, and its Criteo-shaped output.
+mod common;
+
+use std::path::Path;
+
+use arrow::array::{Array, Float64Array, Int8Array, StringArray, TimestampSecondArray};
+use common::{read_split, shard_bytes};
+use ctr_dl::data::convert::{convert, ConvertOptions};
+use ctr_dl::data::manifest::DatasetManifest;
+use ctr_dl::data::schema::DatasetSchema;
+use ctr_dl::data::simulate::{simulate, SimConfig, SimFormat, SimulateOptions};
+use ctr_dl::data::split::SplitMode;
+use ctr_dl::data::writer::{Split, WriterOptions};
+use ctr_dl::eval::metrics::{log_loss, roc_auc};
+
+/// A smaller world than the default so tests stay quick.
+fn small() -> SimConfig {
+    SimConfig {
+        users: 20_000,
+        ads: 2_000,
+        campaigns: 400,
+        advertisers: 100,
+        sites: 300,
+        ..SimConfig::default()
+    }
+}
+
+fn run(out: &Path, rows: u64, seed: u64, config: SimConfig, split: SplitMode) -> DatasetManifest {
+    let opts = SimulateOptions {
+        rows,
+        out: out.to_path_buf(),
+        seed,
+        config,
+        format: SimFormat::Parquet,
+        split,
+        ratios: [0.8, 0.1, 0.1],
+        writer: WriterOptions {
+            shard_rows: 20_000,
+            row_group_rows: 8192,
+        },
+        overwrite: false,
+        progress: false,
+    };
+    simulate(&opts).unwrap();
+    DatasetManifest::load(out).unwrap()
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_data() {
+    let d = tempfile::tempdir().unwrap();
+    run(&d.path().join("a"), 30_000, 11, small(), SplitMode::Random);
+    run(&d.path().join("b"), 30_000, 11, small(), SplitMode::Random);
+    run(&d.path().join("c"), 30_000, 12, small(), SplitMode::Random);
+    let bytes = |p: &str| {
+        shard_bytes(&d.path().join(p))
+            .into_iter()
+            .map(|x| x.1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bytes("a"), bytes("b"));
+    assert_ne!(bytes("a"), bytes("c"));
+}
+
+#[test]
+fn realised_ctr_matches_the_configured_base_rate() {
+    let d = tempfile::tempdir().unwrap();
+    for (i, base) in [0.03, 0.10].into_iter().enumerate() {
+        let out = d.path().join(format!("s{i}"));
+        let m = run(
+            &out,
+            200_000,
+            3,
+            SimConfig {
+                base_ctr: base,
+                ..small()
+            },
+            SplitMode::Random,
+        );
+        let sd = (base * (1.0 - base) / 200_000f64).sqrt();
+        assert!(
+            (m.positive_rate - base).abs() < 4.0 * sd,
+            "base {base}: realised {}",
+            m.positive_rate
+        );
+        let sim = m.simulation.as_ref().unwrap();
+        let mean_p = sim["true_metrics"]["all"]["mean_p_click"].as_f64().unwrap();
+        assert!((mean_p - base).abs() < 1e-4, "mean p {mean_p}");
+    }
+}
+
+#[test]
+fn reported_truth_metrics_match_the_rows() {
+    let d = tempfile::tempdir().unwrap();
+    let m = run(d.path(), 50_000, 5, small(), SplitMode::Random);
+    let test = read_split(d.path(), Split::Test);
+    let p: Vec<f64> = test
+        .column_by_name("p_click")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap()
+        .values()
+        .to_vec();
+    let y: Vec<u8> = test
+        .column_by_name("clicked")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Int8Array>()
+        .unwrap()
+        .values()
+        .iter()
+        .map(|&v| v as u8)
+        .collect();
+    assert!(p.iter().all(|&x| x > 0.0 && x < 1.0));
+    let truth = &m.simulation.as_ref().unwrap()["true_metrics"]["splits"]["test"];
+    assert!((truth["logloss"].as_f64().unwrap() - log_loss(&p, &y)).abs() < 1e-9);
+    assert!((truth["auc"].as_f64().unwrap() - roc_auc(&p, &y).unwrap()).abs() < 1e-4);
+    // The true probability must be informative: well above chance.
+    assert!(roc_auc(&p, &y).unwrap() > 0.7);
+    assert_eq!(test.num_rows() as u64, m.test.rows);
+    let devices: std::collections::BTreeSet<String> = test
+        .column_by_name("device")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        devices.into_iter().collect::<Vec<_>>(),
+        ["desktop", "mobile", "tablet"]
+    );
+}
+
+#[test]
+fn time_split_is_in_time_order() {
+    let d = tempfile::tempdir().unwrap();
+    let m = run(d.path(), 20_000, 9, small(), SplitMode::Time);
+    assert_eq!(
+        (m.train.rows, m.valid.rows, m.test.rows),
+        (16_000, 2_000, 2_000)
+    );
+    let times = |s| -> Vec<i64> {
+        read_split(d.path(), s)
+            .column_by_name("time")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<TimestampSecondArray>()
+            .unwrap()
+            .values()
+            .to_vec()
+    };
+    let (tr, va, te) = (times(Split::Train), times(Split::Valid), times(Split::Test));
+    assert!(
+        tr.windows(2).all(|w| w[0] <= w[1]),
+        "rows are written in time order"
+    );
+    assert!(tr.last() <= va.first() && va.last() <= te.first());
+    // 14 days from the configured Monday.
+    let start = 1_767_571_200;
+    assert!(tr[0] >= start && *te.last().unwrap() < start + 14 * 86_400);
+}
+
+#[test]
+fn fatigue_lowers_the_ctr_of_repeat_impressions() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = SimConfig {
+        users: 2_000,
+        ads: 500,
+        campaigns: 100,
+        advertisers: 50,
+        sites: 100,
+        fatigue: 1.0,
+        ..SimConfig::default()
+    };
+    run(d.path(), 100_000, 4, cfg, SplitMode::Time);
+    let b = read_split(d.path(), Split::Train);
+    let users = b
+        .column_by_name("user_id")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let ads = b
+        .column_by_name("ad_id")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    let p = b
+        .column_by_name("p_click")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap();
+    let mut seen = std::collections::HashMap::new();
+    let (mut first, mut repeat) = ((0.0, 0u64), (0.0, 0u64));
+    for i in 0..b.num_rows() {
+        let n = seen.entry((users.value(i), ads.value(i))).or_insert(0u32);
+        if *n == 0 {
+            first.0 += p.value(i);
+            first.1 += 1;
+        } else if *n >= 3 {
+            repeat.0 += p.value(i);
+            repeat.1 += 1;
+        }
+        *n += 1;
+    }
+    assert!(
+        repeat.1 > 1000,
+        "retargeting makes repeats common ({})",
+        repeat.1
+    );
+    assert!(
+        repeat.0 / (repeat.1 as f64) < first.0 / first.1 as f64,
+        "repeat impressions have a lower mean p_click"
+    );
+}
+
+#[test]
+fn criteo_tsv_output_feeds_the_converter() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = SimulateOptions {
+        rows: 5_000,
+        out: d.path().join("tsv"),
+        seed: 1,
+        config: small(),
+        format: SimFormat::CriteoTsv,
+        split: SplitMode::Random,
+        ratios: [0.8, 0.1, 0.1],
+        writer: WriterOptions::default(),
+        overwrite: false,
+        progress: false,
+    };
+    let r = simulate(&opts).unwrap();
+    let text = std::fs::read_to_string(&r.output).unwrap();
+    assert_eq!(text.lines().count(), 5_000);
+    assert!(text.lines().all(|l| l.split('\t').count() == 40));
+    let out = d.path().join("ds");
+    let m = convert(&ConvertOptions::new(
+        vec![r.output.clone()],
+        out,
+        DatasetSchema::builtin("criteo").unwrap(),
+    ))
+    .unwrap()
+    .manifest;
+    assert_eq!(m.rows, 5_000);
+    assert_eq!(m.bad_lines.count, 0);
+    let again = simulate(&SimulateOptions {
+        overwrite: true,
+        ..opts
+    })
+    .unwrap();
+    assert_eq!(std::fs::read_to_string(&again.output).unwrap(), text);
+}
+
+#[test]
+fn bad_simulator_config_is_reported_with_its_path() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("sim.toml");
+    std::fs::write(&p, "users = 10\nbase_ctr = 1.5\n").unwrap();
+    let e = SimConfig::load(&p).unwrap_err().to_string();
+    assert!(e.contains("sim.toml") && e.contains("base_ctr"), "{e}");
+    std::fs::write(&p, "userz = 10\n").unwrap();
+    let e = SimConfig::load(&p).unwrap_err().to_string();
+    assert!(e.contains("userz"), "{e}");
+    let shipped = SimConfig::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/datasets/synthetic.toml"),
+    )
+    .unwrap();
+    assert_eq!(
+        shipped,
+        SimConfig::default(),
+        "the shipped config documents the defaults"
+    );
+}
