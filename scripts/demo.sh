@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The main job of the README, end to end on defaults that need nothing else:
+# simulate ad impressions with a known click probability, convert a real
+# Criteo sample, and print the data summaries. Outputs go to out/demo
+# (git-ignored). ROWS=... changes the simulated size (default 1,000,000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release --locked
+bin=target/release/ctr-dl
+out=out/demo
+rows=${ROWS:-1000000}
+mkdir -p "$out"
+
+echo "== libtorch"
+$bin env
+
+echo "== simulate $rows impressions"
+$bin simulate --rows "$rows" --out "$out/synthetic" --overwrite
+
+echo "== convert a Criteo log (Kaggle train.txt layout)"
+criteo=../shared/data/criteo/train_1k.txt
+if [ ! -f "$criteo" ]; then
+  # No real sample beside the checkout: a Criteo-shaped file from the simulator.
+  $bin simulate --rows 20000 --format criteo-tsv --out "$out/criteo-tsv" --overwrite --quiet >/dev/null
+  criteo=$out/criteo-tsv/train.txt
+fi
+$bin convert --format criteo --input "$criteo" --out "$out/criteo" --overwrite
+
+echo "== statistics of the simulated data"
+$bin stats "$out/synthetic" --top 3
+echo "demo finished: datasets in $out/"

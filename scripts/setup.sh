@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh machine, safe to run again: a project-local Python
+# venv (.venv) with torch==2.13.0 (libtorch for tch 0.26.0) and the Python
+# tools the tests and benchmarks compare against, then .venv/libtorch, the
+# stable path .cargo/config.toml builds against.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.13.0
+PY=${PYTHON:-python3}
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo is not installed (https://rustup.rs)" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+have() { .venv/bin/python - "$@" <<'PYEOF'
+import importlib.metadata as m, sys
+for spec in sys.argv[1:]:
+    name, _, version = spec.partition("==")
+    try:
+        got = m.version(name)
+    except m.PackageNotFoundError:
+        sys.exit(1)
+    if version and got.split("+")[0] != version:
+        sys.exit(1)
+PYEOF
+}
+if ! have "torch==$TORCH_VERSION" pyarrow scikit-learn; then
+  echo "setup: installing torch==$TORCH_VERSION, pyarrow, scikit-learn into .venv (a few minutes the first time)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet "torch==$TORCH_VERSION" pyarrow scikit-learn
+fi
+site=$(.venv/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))')
+ln -sfn "$site" .venv/libtorch
+echo "setup: libtorch at .venv/libtorch -> $site"
