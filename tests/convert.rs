@@ -42,6 +42,7 @@ fn criteo_cells(path: &Path) -> Vec<Vec<String>> {
         .collect()
 }
 
+#[allow(clippy::needless_range_loop)] // column numbers are the Criteo names
 fn check_criteo_values(out: &Path, cells: &[Vec<String>]) {
     let b = read_split(out, Split::Train);
     assert_eq!(b.num_rows(), cells.len());
