@@ -5,7 +5,9 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, Float64Array, Int64Array, Int8Array, StringArray, TimestampSecondArray};
+use arrow::array::{
+    Array, Float64Array, Int64Array, Int8Array, StringArray, TimestampMillisecondArray,
+};
 use common::{read_split, shard_bytes, shared, temp_files};
 use ctr_dl::data::convert::{convert, ConvertOptions};
 use ctr_dl::data::manifest::DatasetManifest;
@@ -46,21 +48,11 @@ fn criteo_cells(path: &Path) -> Vec<Vec<String>> {
 fn check_criteo_values(out: &Path, cells: &[Vec<String>]) {
     let b = read_split(out, Split::Train);
     assert_eq!(b.num_rows(), cells.len());
-    let label = b
-        .column_by_name("label")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<Int8Array>()
-        .unwrap();
+    let label = common::col::<Int8Array>(&b, "label");
     for (r, row) in cells.iter().enumerate() {
         assert_eq!(label.value(r).to_string(), row[0], "row {r} label");
         for i in 1..=13 {
-            let col = b
-                .column_by_name(&format!("I{i}"))
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap();
+            let col = common::col::<Int64Array>(&b, &format!("I{i}"));
             let want = &row[i];
             if want.is_empty() {
                 assert!(col.is_null(r), "row {r} I{i} should be missing");
@@ -73,12 +65,7 @@ fn check_criteo_values(out: &Path, cells: &[Vec<String>]) {
             }
         }
         for i in 1..=26 {
-            let col = b
-                .column_by_name(&format!("C{i}"))
-                .unwrap()
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .unwrap();
+            let col = common::col::<StringArray>(&b, &format!("C{i}"));
             let want = &row[13 + i];
             if want.is_empty() {
                 assert!(col.is_null(r), "row {r} C{i} should be missing");
@@ -144,24 +131,9 @@ fn criteo_csv_with_header_and_float_integers() {
     assert_eq!(m.rows, 200);
     let b = read_split(dir.path(), Split::Train);
     // First data row: 0,,3,260.0,,17668.0,...
-    let i2 = b
-        .column_by_name("I2")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap();
-    let i3 = b
-        .column_by_name("I3")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap();
-    let i1 = b
-        .column_by_name("I1")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap();
+    let i2 = common::col::<Int64Array>(&b, "I2");
+    let i3 = common::col::<Int64Array>(&b, "I3");
+    let i1 = common::col::<Int64Array>(&b, "I1");
     assert_eq!((i2.value(0), i3.value(0)), (3, 260));
     assert!(i1.is_null(0));
     let i2_second = i2.value(1);
@@ -181,27 +153,12 @@ fn avazu_sample_with_hour_timestamps() {
     let first: Vec<&str> = text.lines().nth(1).unwrap().split(',').collect();
     let b = read_split(dir.path(), Split::Train);
     assert!(b.column_by_name("id").is_none(), "the row id is not kept");
-    let hour = b
-        .column_by_name("hour")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<TimestampSecondArray>()
-        .unwrap();
+    let hour = common::col::<TimestampMillisecondArray>(&b, "hour");
     assert_eq!(first[2], "14102100");
-    assert_eq!(hour.value(0), 1_413_849_600); // 2014-10-21T00:00:00Z
-    let site = b
-        .column_by_name("site_id")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap();
+    assert_eq!(hour.value(0), 1_413_849_600_000); // 2014-10-21T00:00:00Z
+    let site = common::col::<StringArray>(&b, "site_id");
     assert_eq!(site.value(0), first[5]);
-    let c21 = b
-        .column_by_name("C21")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap();
+    let c21 = common::col::<StringArray>(&b, "C21");
     assert_eq!(c21.value(0), first[23]);
     let clicks = text
         .lines()
@@ -258,23 +215,14 @@ fn time_split_puts_latest_rows_last() {
     o.split = SplitMode::Time;
     let m = convert(&o).unwrap().manifest;
     assert_eq!(m.train.rows + m.valid.rows + m.test.rows, 100);
-    let max_train = read_split(dir.path(), Split::Train)
-        .column_by_name("hour")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<TimestampSecondArray>()
-        .unwrap()
+    let train = read_split(dir.path(), Split::Train);
+    let max_train = common::col::<TimestampMillisecondArray>(&train, "hour")
         .iter()
         .flatten()
         .max();
     if m.test.rows > 0 {
         let test = read_split(dir.path(), Split::Test);
-        let min_test = test
-            .column_by_name("hour")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<TimestampSecondArray>()
-            .unwrap()
+        let min_test = common::col::<TimestampMillisecondArray>(&test, "hour")
             .iter()
             .flatten()
             .min();
@@ -289,12 +237,7 @@ fn time_split_puts_latest_rows_last() {
     let m = convert(&o).unwrap().manifest;
     assert_eq!((m.train.rows, m.valid.rows, m.test.rows), (800, 100, 100));
     let test = read_split(dir.path(), Split::Test);
-    let c1 = test
-        .column_by_name("C1")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap();
+    let c1 = common::col::<StringArray>(&test, "C1");
     assert_eq!(c1.value(99), cells[999][14]);
 }
 
@@ -511,11 +454,11 @@ type = "skip"
     let ts = b
         .column(0)
         .as_any()
-        .downcast_ref::<TimestampSecondArray>()
+        .downcast_ref::<TimestampMillisecondArray>()
         .unwrap();
-    assert_eq!(ts.value(0), 1_795_946_400);
-    assert_eq!(ts.value(1), 1_795_946_400 + 5400);
-    assert_eq!(ts.value(2), 1_795_993_200); // 2026-11-29T23:00:00Z
+    assert_eq!(ts.value(0), 1_795_946_400_000);
+    assert_eq!(ts.value(1), (1_795_946_400 + 5400) * 1000);
+    assert_eq!(ts.value(2), 1_795_993_200_000); // 2026-11-29T23:00:00Z
 
     // A header that does not fit the schema is an error at line 1.
     write(

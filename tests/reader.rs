@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use arrow::array::{Array, StringArray, TimestampSecondArray};
+use arrow::array::{StringArray, TimestampMillisecondArray};
 use ctr_dl::data::reader::{ReaderOptions, ShardReader};
 use ctr_dl::data::simulate::{simulate, SimConfig, SimFormat, SimulateOptions};
 use ctr_dl::data::split::SplitMode;
@@ -37,25 +37,15 @@ fn dataset(dir: &Path) {
 }
 
 /// The `time` values in reading order (unique enough to identify rows with user_id).
-fn keys(dir: &Path, opts: ReaderOptions) -> (Vec<usize>, Vec<(i64, String)>) {
+fn read_keys(dir: &Path, opts: ReaderOptions) -> (Vec<usize>, Vec<(i64, String)>) {
     let reader = ShardReader::open_split(dir, Split::Train, opts).unwrap();
     let mut sizes = Vec::new();
     let mut keys = Vec::new();
     for b in reader {
         let b = b.unwrap();
         sizes.push(b.num_rows());
-        let t = b
-            .column_by_name("time")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<TimestampSecondArray>()
-            .unwrap();
-        let u = b
-            .column_by_name("user_id")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
+        let t = common::col::<TimestampMillisecondArray>(&b, "time");
+        let u = common::col::<StringArray>(&b, "user_id");
         for i in 0..b.num_rows() {
             keys.push((t.value(i), u.value(i).to_string()));
         }
@@ -75,7 +65,7 @@ fn projection_and_batch_sizes() {
     let reader = ShardReader::open_split(d.path(), Split::Train, opts.clone()).unwrap();
     assert_eq!(reader.total_rows(), 32_000);
     assert_eq!(reader.schema().fields().len(), 2);
-    let (sizes, keys) = keys(d.path(), opts.clone());
+    let (sizes, keys) = read_keys(d.path(), opts.clone());
     assert_eq!(sizes.iter().sum::<usize>(), 32_000);
     assert!(sizes[..sizes.len() - 1].iter().all(|&s| s == 3_000));
     assert_eq!(*sizes.last().unwrap(), 32_000 % 3_000);
@@ -83,7 +73,7 @@ fn projection_and_batch_sizes() {
         keys.windows(2).all(|w| w[0].0 <= w[1].0),
         "unshuffled reading keeps the stored order"
     );
-    let (sizes, _) = keys_dropping(
+    let (sizes, _) = read_keys(
         d.path(),
         ReaderOptions {
             drop_last: true,
@@ -105,10 +95,6 @@ fn projection_and_batch_sizes() {
     assert!(err.contains("no column `nope`"), "{err}");
 }
 
-fn keys_dropping(dir: &Path, opts: ReaderOptions) -> (Vec<usize>, Vec<(i64, String)>) {
-    keys(dir, opts)
-}
-
 #[test]
 fn shuffling_is_complete_and_deterministic() {
     let d = tempfile::tempdir().unwrap();
@@ -120,23 +106,23 @@ fn shuffling_is_complete_and_deterministic() {
         seed: 9,
         ..Default::default()
     };
-    let (_, a) = keys(d.path(), base.clone());
-    let (_, b) = keys(d.path(), base.clone());
-    let (_, c) = keys(
+    let (_, a) = read_keys(d.path(), base.clone());
+    let (_, b) = read_keys(d.path(), base.clone());
+    let (_, c) = read_keys(
         d.path(),
         ReaderOptions {
             epoch: 1,
             ..base.clone()
         },
     );
-    let (_, e) = keys(
+    let (_, e) = read_keys(
         d.path(),
         ReaderOptions {
             seed: 10,
             ..base.clone()
         },
     );
-    let (_, plain) = keys(
+    let (_, plain) = read_keys(
         d.path(),
         ReaderOptions {
             batch_size: 512,
@@ -165,4 +151,26 @@ fn a_missing_dataset_says_so() {
         .unwrap()
         .to_string();
     assert!(err.contains("no dataset.json"), "{err}");
+}
+
+#[test]
+fn an_empty_split_reads_as_no_batches_with_its_schema() {
+    let d = tempfile::tempdir().unwrap();
+    let mut o = ctr_dl::data::convert::ConvertOptions::new(
+        vec![common::shared("avazu/sample_100.csv")],
+        d.path().to_path_buf(),
+        ctr_dl::data::schema::DatasetSchema::builtin("avazu").unwrap(),
+    );
+    o.ratios = [1.0, 0.0, 0.0];
+    ctr_dl::data::convert::convert(&o).unwrap();
+    let opts = ReaderOptions {
+        columns: Some(vec!["hour".into(), "click".into()]),
+        ..Default::default()
+    };
+    let mut reader = ShardReader::open_split(d.path(), Split::Test, opts).unwrap();
+    assert_eq!(reader.schema().fields().len(), 2);
+    assert!(reader.next().is_none());
+    let stats = ctr_dl::data::stats::dataset_stats(d.path(), 3, false).unwrap();
+    assert_eq!(stats.splits[2].rows, 0);
+    assert_eq!(stats.splits[0].rows, 100);
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use arrow::array::{Array, Float64Array, Int8Array, StringArray, TimestampSecondArray};
+use arrow::array::{Float64Array, Int8Array, StringArray, TimestampMillisecondArray};
 use common::{read_split, shard_bytes};
 use ctr_dl::data::convert::{convert, ConvertOptions};
 use ctr_dl::data::manifest::DatasetManifest;
@@ -94,20 +94,10 @@ fn reported_truth_metrics_match_the_rows() {
     let d = tempfile::tempdir().unwrap();
     let m = run(d.path(), 50_000, 5, small(), SplitMode::Random);
     let test = read_split(d.path(), Split::Test);
-    let p: Vec<f64> = test
-        .column_by_name("p_click")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .unwrap()
+    let p: Vec<f64> = common::col::<Float64Array>(&test, "p_click")
         .values()
         .to_vec();
-    let y: Vec<u8> = test
-        .column_by_name("clicked")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<Int8Array>()
-        .unwrap()
+    let y: Vec<u8> = common::col::<Int8Array>(&test, "clicked")
         .values()
         .iter()
         .map(|&v| v as u8)
@@ -119,12 +109,7 @@ fn reported_truth_metrics_match_the_rows() {
     // The true probability must be informative: well above chance.
     assert!(roc_auc(&p, &y).unwrap() > 0.7);
     assert_eq!(test.num_rows() as u64, m.test.rows);
-    let devices: std::collections::BTreeSet<String> = test
-        .column_by_name("device")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap()
+    let devices: std::collections::BTreeSet<String> = common::col::<StringArray>(&test, "device")
         .iter()
         .flatten()
         .map(str::to_string)
@@ -144,12 +129,8 @@ fn time_split_is_in_time_order() {
         (16_000, 2_000, 2_000)
     );
     let times = |s| -> Vec<i64> {
-        read_split(d.path(), s)
-            .column_by_name("time")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<TimestampSecondArray>()
-            .unwrap()
+        let b = read_split(d.path(), s);
+        common::col::<TimestampMillisecondArray>(&b, "time")
             .values()
             .to_vec()
     };
@@ -160,8 +141,8 @@ fn time_split_is_in_time_order() {
     );
     assert!(tr.last() <= va.first() && va.last() <= te.first());
     // 14 days from the configured Monday.
-    let start = 1_767_571_200;
-    assert!(tr[0] >= start && *te.last().unwrap() < start + 14 * 86_400);
+    let start = 1_767_571_200_000;
+    assert!(tr[0] >= start && *te.last().unwrap() < start + 14 * 86_400_000);
 }
 
 #[test]
@@ -178,24 +159,9 @@ fn fatigue_lowers_the_ctr_of_repeat_impressions() {
     };
     run(d.path(), 100_000, 4, cfg, SplitMode::Time);
     let b = read_split(d.path(), Split::Train);
-    let users = b
-        .column_by_name("user_id")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap();
-    let ads = b
-        .column_by_name("ad_id")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .unwrap();
-    let p = b
-        .column_by_name("p_click")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .unwrap();
+    let users = common::col::<StringArray>(&b, "user_id");
+    let ads = common::col::<StringArray>(&b, "ad_id");
+    let p = common::col::<Float64Array>(&b, "p_click");
     let mut seen = std::collections::HashMap::new();
     let (mut first, mut repeat) = ((0.0, 0u64), (0.0, 0u64));
     for i in 0..b.num_rows() {

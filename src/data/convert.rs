@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int64Builder, Int8Builder, StringBuilder, TimestampSecondBuilder,
+    ArrayRef, Float64Builder, Int64Builder, Int8Builder, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -471,7 +471,7 @@ enum ColBuilder {
     Label(Int8Builder),
     Int(Int64Builder),
     Float(Float64Builder),
-    Time(TimestampSecondBuilder),
+    Time(TimestampMillisecondBuilder),
     Str(StringBuilder),
 }
 
@@ -483,9 +483,9 @@ impl ColBuilder {
             ColumnKind::Float | ColumnKind::Truth => {
                 ColBuilder::Float(Float64Builder::with_capacity(cap))
             }
-            ColumnKind::Timestamp => {
-                ColBuilder::Time(TimestampSecondBuilder::with_capacity(cap).with_timezone("UTC"))
-            }
+            ColumnKind::Timestamp => ColBuilder::Time(
+                TimestampMillisecondBuilder::with_capacity(cap).with_timezone("UTC"),
+            ),
             ColumnKind::Categorical | ColumnKind::Skip => {
                 ColBuilder::Str(StringBuilder::with_capacity(cap, cap * 8))
             }
@@ -498,7 +498,7 @@ impl ColBuilder {
             (ColBuilder::Label(b), Value::Label(x)) => b.append_value(*x),
             (ColBuilder::Int(b), Value::Int(x)) => b.append_value(*x),
             (ColBuilder::Float(b), Value::Float(x)) => b.append_value(*x),
-            (ColBuilder::Time(b), Value::Time(x)) => b.append_value(*x),
+            (ColBuilder::Time(b), Value::Time(x)) => b.append_value(x.saturating_mul(1000)),
             (ColBuilder::Str(b), Value::Str(x)) => b.append_value(x),
             (ColBuilder::Label(b), _) => b.append_value(0),
             (ColBuilder::Int(b), _) => b.append_null(),

@@ -72,11 +72,21 @@ impl ShardReader {
     /// Read one split of a dataset directory (described by its `dataset.json`).
     pub fn open_split(dir: &Path, split: Split, opts: ReaderOptions) -> Result<Self> {
         let manifest = DatasetManifest::load(dir)?;
-        Self::open(manifest.shard_paths(dir, split), opts)
+        // An empty split has no shards: its schema comes from the manifest.
+        let schema = std::sync::Arc::new(manifest.schema.arrow_schema());
+        Self::open_inner(manifest.shard_paths(dir, split), Some(schema), opts)
     }
 
     /// Read the given Parquet files, which must share one schema.
     pub fn open(files: Vec<PathBuf>, opts: ReaderOptions) -> Result<Self> {
+        Self::open_inner(files, None, opts)
+    }
+
+    fn open_inner(
+        files: Vec<PathBuf>,
+        fallback: Option<SchemaRef>,
+        opts: ReaderOptions,
+    ) -> Result<Self> {
         if opts.batch_size == 0 {
             return Err(DataError::Invalid("batch size must be positive".into()));
         }
@@ -98,7 +108,9 @@ impl ShardReader {
         }
         let full_schema = match metas.first() {
             Some(m) => m.schema().clone(),
-            None => std::sync::Arc::new(arrow::datatypes::Schema::empty()),
+            None => {
+                fallback.unwrap_or_else(|| std::sync::Arc::new(arrow::datatypes::Schema::empty()))
+            }
         };
         for (m, p) in metas.iter().zip(&files) {
             if m.schema().fields() != full_schema.fields() {

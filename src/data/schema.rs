@@ -24,7 +24,8 @@ pub enum ColumnKind {
     Integer,
     /// A finite number. Stored as Float64.
     Float,
-    /// A point in time (see [`TimeFormat`]); stored as Timestamp(second, UTC).
+    /// A point in time (see [`TimeFormat`]); stored as Timestamp(millisecond, UTC), a unit Parquet
+    /// readers (pyarrow, Spark, DuckDB) all understand.
     Timestamp,
     /// Read past and not kept (row ids and the like).
     Skip,
@@ -264,7 +265,7 @@ pub fn arrow_field(name: &str, kind: ColumnKind) -> Field {
         ColumnKind::Float | ColumnKind::Truth => Field::new(name, DataType::Float64, true),
         ColumnKind::Timestamp => Field::new(
             name,
-            DataType::Timestamp(TimeUnit::Second, Some("UTC".into())),
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
             true,
         ),
         ColumnKind::Skip => unreachable!("skipped columns are not stored"),

@@ -41,7 +41,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, Float64Builder, Int8Builder, StringBuilder, TimestampSecondBuilder};
+use arrow::array::{
+    ArrayRef, Float64Builder, Int8Builder, StringBuilder, TimestampMillisecondBuilder,
+};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -666,6 +668,9 @@ const BATCH_ROWS: usize = 16_384;
 pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
     let started = Instant::now();
     opts.config.validate().map_err(DataError::Invalid)?;
+    if opts.rows == 0 {
+        return Err(DataError::Invalid("--rows must be positive".into()));
+    }
     let ratios = check_ratios(opts.ratios)?;
     let world = World::new(&opts.config, opts.seed);
 
@@ -838,7 +843,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
 struct SimBatch {
     rows: usize,
     strings: Vec<StringBuilder>,
-    time: Option<TimestampSecondBuilder>,
+    time: Option<TimestampMillisecondBuilder>,
     clicked: Int8Builder,
     p: Float64Builder,
 }
@@ -883,9 +888,9 @@ impl SimBatch {
         put(9, format_args!("scat{}", w.site_category[site]));
         self.time
             .get_or_insert_with(|| {
-                TimestampSecondBuilder::with_capacity(BATCH_ROWS).with_timezone("UTC")
+                TimestampMillisecondBuilder::with_capacity(BATCH_ROWS).with_timezone("UTC")
             })
-            .append_value(imp.time);
+            .append_value(imp.time * 1000);
         sk[10].distinct.insert(hash_i64(imp.time));
         self.clicked.append_value(y as i8);
         sk[11].distinct.insert(hash_i64(y as i64));

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use arrow::array::{Array, Float64Array, Int64Array, Int8Array, StringArray, TimestampSecondArray};
+use arrow::array::{
+    Array, Float64Array, Int64Array, Int8Array, StringArray, TimestampMillisecondArray,
+};
 use serde::{Deserialize, Serialize};
 
 use super::io::write_json;
@@ -265,12 +267,13 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
                     ColumnKind::Timestamp => {
                         let a = col
                             .as_any()
-                            .downcast_ref::<TimestampSecondArray>()
+                            .downcast_ref::<TimestampMillisecondArray>()
                             .ok_or_else(|| bad(&f.name))?;
                         let is_time = time_field.as_deref() == Some(f.name.as_str());
                         for (i, v) in a.iter().enumerate() {
-                            if let Some(t) = v {
-                                f.distinct.insert(hash_i64(t));
+                            if let Some(ms) = v {
+                                let t = ms.div_euclid(1000);
+                                f.distinct.insert(hash_i64(ms));
                                 if is_time {
                                     let (h, wd) = hour_weekday(t);
                                     by_hour[h as usize].0 += 1;
