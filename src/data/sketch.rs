@@ -1,5 +1,5 @@
 //! Bounded-memory column summaries: missing counts and distinct counts that are
-//! exact up to [`EXACT_LIMIT`] values and a HyperLogLog estimate (about 0.8%
+//! exact up to [`EXACT_LIMIT`] values (small enough for the set to stay in cache) and a HyperLogLog estimate (about 0.8%
 //! standard error) past it, so summarising 45M rows costs kilobytes per column.
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::{Deserialize, Serialize};
 
 /// Distinct values counted exactly before switching to HyperLogLog.
-pub const EXACT_LIMIT: usize = 16_384;
+pub const EXACT_LIMIT: usize = 2_048;
 const HLL_BITS: u32 = 14;
 const HLL_REGISTERS: usize = 1 << HLL_BITS;
 
