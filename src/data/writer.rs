@@ -4,7 +4,6 @@
 //! complete; `dataset.json` is written last and marks the dataset as whole.
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use arrow::datatypes::SchemaRef;
@@ -158,7 +157,8 @@ pub struct DatasetWriter {
     handles: Vec<JoinHandle<Result<Vec<ShardInfo>>>>,
 }
 
-/// What `prepare_output` found and removed.
+/// Refuse an output directory that already holds a dataset, or with
+/// `overwrite` remove that dataset's manifest, stats and shards.
 fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
     let manifest = out.join("dataset.json");
     let has_shards = Split::ALL.iter().any(|s| out.join(s.name()).exists());
@@ -310,9 +310,4 @@ fn remove_shards(out: &Path) {
 fn join(h: JoinHandle<Result<Vec<ShardInfo>>>) -> Result<Vec<ShardInfo>> {
     h.join()
         .unwrap_or_else(|_| Err(DataError::Invalid("a shard writer thread panicked".into())))
-}
-
-/// `Arc` helper for callers that build schemas once.
-pub fn schema_ref(schema: arrow::datatypes::Schema) -> SchemaRef {
-    Arc::new(schema)
 }
