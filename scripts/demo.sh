@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release --locked
+# --all-targets: the same feature set as `cargo test`, so the two share one build.
+cargo build --release --locked --all-targets
 bin=target/release/ctr-dl
 out=out/demo
 rows=${ROWS:-1000000}
