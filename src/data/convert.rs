@@ -28,8 +28,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::io::{open_input, read_fully};
 use super::manifest::{
-    now_rfc3339, ratio, split_info, BadLines, DatasetManifest, SourceInfo, SplitInfoRule,
-    FORMAT_VERSION,
+    now_rfc3339, ratio, split_info, BadLines, DatasetManifest, SourceInfo, FORMAT_VERSION,
 };
 use super::parse::{parse_value, split_fields, Value};
 use super::schema::{ColumnKind, DatasetSchema};
@@ -129,7 +128,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
     }
     let total_bytes: u64 = sources.iter().map(|s| s.bytes).sum();
     let schema = Arc::new(opts.schema.clone());
-    let (rule, rule_info) = resolve_split(opts, &schema, ratios)?;
+    let rule = resolve_split(opts, &schema, ratios)?;
 
     let arrow_schema: SchemaRef = Arc::new(schema.arrow_schema());
     let mut writer =
@@ -231,7 +230,11 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
         label: schema.label().to_string(),
         schema: (*schema).clone(),
         sources,
-        split: rule_info,
+        split: rule.describe(
+            opts.seed,
+            ratios,
+            schema.time_column().map(|c| c.name.as_str()),
+        ),
         train: split_info(totals.rows[0], totals.positives[0], train),
         valid: split_info(totals.rows[1], totals.positives[1], valid),
         test: split_info(totals.rows[2], totals.positives[2], test),
@@ -706,15 +709,9 @@ fn resolve_split(
     opts: &ConvertOptions,
     schema: &DatasetSchema,
     ratios: [f64; 3],
-) -> Result<(SplitRule, SplitInfoRule)> {
+) -> Result<SplitRule> {
     match opts.split {
-        SplitMode::Random => Ok((
-            SplitRule::random(opts.seed, ratios),
-            SplitInfoRule::Random {
-                seed: opts.seed,
-                ratios,
-            },
-        )),
+        SplitMode::Random => Ok(SplitRule::random(opts.seed, ratios)),
         SplitMode::Time => match schema
             .columns
             .iter()
@@ -722,38 +719,13 @@ fn resolve_split(
         {
             Some(ci) => {
                 let (valid_from, test_from) = time_cutoffs(opts, schema, ci, ratios)?;
-                Ok((
-                    SplitRule::ByTime {
-                        column: ci,
-                        valid_from,
-                        test_from,
-                    },
-                    SplitInfoRule::Time {
-                        column: schema.columns[ci].name.clone(),
-                        ratios,
-                        valid_from,
-                        test_from,
-                    },
-                ))
-            }
-            None => {
-                let rule = SplitRule::by_row(count_rows(opts, schema)?, ratios);
-                let SplitRule::ByRow {
+                Ok(SplitRule::ByTime {
+                    column: ci,
                     valid_from,
                     test_from,
-                } = rule
-                else {
-                    unreachable!("by_row builds ByRow")
-                };
-                Ok((
-                    rule,
-                    SplitInfoRule::Order {
-                        ratios,
-                        valid_from_row: valid_from,
-                        test_from_row: test_from,
-                    },
-                ))
+                })
             }
+            None => Ok(SplitRule::by_row(count_rows(opts, schema)?, ratios)),
         },
     }
 }

@@ -48,9 +48,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use super::manifest::{
-    now_rfc3339, ratio, split_info, BadLines, DatasetManifest, SplitInfoRule, FORMAT_VERSION,
-};
+use super::manifest::{now_rfc3339, ratio, split_info, BadLines, DatasetManifest, FORMAT_VERSION};
 use super::parse::parse_rfc3339;
 use super::schema::{Column, ColumnKind, DatasetSchema};
 use super::sketch::{hash_bytes, hash_i64, ColumnSketch};
@@ -783,20 +781,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
                 label: "clicked".into(),
                 schema,
                 sources: Vec::new(),
-                split: match rule {
-                    SplitRule::ByRow {
-                        valid_from,
-                        test_from,
-                    } => SplitInfoRule::Order {
-                        ratios,
-                        valid_from_row: valid_from,
-                        test_from_row: test_from,
-                    },
-                    _ => SplitInfoRule::Random {
-                        seed: opts.seed,
-                        ratios,
-                    },
-                },
+                split: rule.describe(opts.seed, ratios, Some("time")),
                 train: split_info(count(Split::Train).0, count(Split::Train).1, train),
                 valid: split_info(count(Split::Valid).0, count(Split::Valid).1, valid),
                 test: split_info(count(Split::Test).0, count(Split::Test).1, test),

@@ -4,6 +4,7 @@
 use crate::error::{DataError, Result};
 use crate::rng::splitmix64;
 
+use super::manifest::SplitInfoRule;
 use super::writer::Split;
 
 /// How rows are assigned to train, valid and test.
@@ -48,6 +49,37 @@ impl SplitRule {
         SplitRule::ByRow {
             valid_from: (rows as f64 * ratios[0]).round() as u64,
             test_from: (rows as f64 * (ratios[0] + ratios[1])).round() as u64,
+        }
+    }
+
+    /// How the rule is recorded in `dataset.json`; `time_column` names the
+    /// column of a `ByTime` rule.
+    pub fn describe(
+        &self,
+        seed: u64,
+        ratios: [f64; 3],
+        time_column: Option<&str>,
+    ) -> SplitInfoRule {
+        match *self {
+            SplitRule::Random { .. } => SplitInfoRule::Random { seed, ratios },
+            SplitRule::ByRow {
+                valid_from,
+                test_from,
+            } => SplitInfoRule::Order {
+                ratios,
+                valid_from_row: valid_from,
+                test_from_row: test_from,
+            },
+            SplitRule::ByTime {
+                valid_from,
+                test_from,
+                ..
+            } => SplitInfoRule::Time {
+                column: time_column.unwrap_or_default().to_string(),
+                ratios,
+                valid_from,
+                test_from,
+            },
         }
     }
 

@@ -273,7 +273,7 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
                         for (i, v) in a.iter().enumerate() {
                             if let Some(ms) = v {
                                 let t = ms.div_euclid(1000);
-                                f.distinct.insert(hash_i64(ms));
+                                f.distinct.insert(hash_i64(t));
                                 if is_time {
                                     let (h, wd) = hour_weekday(t);
                                     by_hour[h as usize].0 += 1;
