@@ -29,10 +29,10 @@ for spec in sys.argv[1:]:
         sys.exit(1)
 PYEOF
 }
-if ! have "torch==$TORCH_VERSION" pyarrow scikit-learn; then
-  echo "setup: installing torch==$TORCH_VERSION, pyarrow, scikit-learn into .venv (a few minutes the first time)"
+if ! have "torch==$TORCH_VERSION" pyarrow scikit-learn tensorboard; then
+  echo "setup: installing torch==$TORCH_VERSION, pyarrow, scikit-learn, tensorboard into .venv (a few minutes the first time)"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet "torch==$TORCH_VERSION" pyarrow scikit-learn
+  .venv/bin/python -m pip install --quiet "torch==$TORCH_VERSION" pyarrow scikit-learn tensorboard
 fi
 site=$(.venv/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))')
 ln -sfn "$site" .venv/libtorch
