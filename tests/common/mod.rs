@@ -81,3 +81,35 @@ pub fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         .downcast_ref::<T>()
         .unwrap_or_else(|| panic!("column {name} has another type"))
 }
+
+/// A small simulated dataset (a world small enough that 40k rows teach a model
+/// something) written to `out`.
+pub fn simulate_small(out: &Path, rows: u64, seed: u64) {
+    use ctr_dl::data::simulate::{simulate, SimConfig, SimFormat, SimulateOptions};
+    use ctr_dl::data::split::SplitMode;
+    use ctr_dl::data::writer::WriterOptions;
+    let config = SimConfig {
+        users: 2_000,
+        ads: 300,
+        campaigns: 100,
+        advertisers: 40,
+        sites: 100,
+        ..SimConfig::default()
+    };
+    simulate(&SimulateOptions {
+        rows,
+        out: out.to_path_buf(),
+        seed,
+        config,
+        format: SimFormat::Parquet,
+        split: SplitMode::Random,
+        ratios: [0.8, 0.1, 0.1],
+        writer: WriterOptions {
+            shard_rows: 20_000,
+            row_group_rows: 8192,
+        },
+        overwrite: false,
+        progress: false,
+    })
+    .unwrap();
+}

@@ -1,0 +1,12 @@
+//! Features: from raw shard columns to model input. [`config`] is the
+//! experiment's `[features]` section, [`map`] the fitted feature map
+//! (`features.json`, shared by training and serving), [`hashing`] the stable
+//! hashing trick, [`cache`] the encoded splits the trainer reads.
+pub mod cache;
+pub mod config;
+pub mod hashing;
+pub mod map;
+
+pub use cache::{prepare, Batch, EncodedDataset, Loader, LoaderOptions};
+pub use config::{Encoding, FeatureConfig};
+pub use map::{FeatureMap, RawValue};
