@@ -1,0 +1,282 @@
+//! The building blocks every model shares, each once: the embedding table of
+//! all categorical fields, the MLP, the cross layers of DCN and DCNv2, and the
+//! FM interaction. Shapes: `B` batch, `F` categorical fields, `D` dense
+//! inputs, `K` embedding dimension.
+use tch::nn::{self, Init, Module, ModuleT};
+use tch::{Kind, Tensor};
+
+/// One embedding table for all categorical fields (rows are global: each
+/// field's offset is already added to its ids), looked up once per batch with
+/// a sparse gradient, so the optimizer touches only the rows a batch uses.
+#[derive(Debug)]
+pub struct EmbeddingTable {
+    pub weight: Tensor,
+}
+
+impl EmbeddingTable {
+    /// `rows x dim`, initialised N(0, std) (FuxiCTR uses std 1e-4).
+    pub fn new(vs: &nn::Path, rows: i64, dim: i64, std: f64) -> Self {
+        let weight = vs.var(
+            "weight",
+            &[rows, dim],
+            Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+        );
+        EmbeddingTable { weight }
+    }
+
+    /// # Shapes
+    /// `ids: i64 [B, F]` -> `[B, F, K]`.
+    pub fn forward(&self, ids: &Tensor) -> Tensor {
+        Tensor::embedding(&self.weight, ids, -1, false, true)
+    }
+}
+
+/// The first-order (linear) part of LR, FM and Wide&Deep's wide side: a
+/// weight per categorical value, a linear map of the dense inputs, a bias.
+#[derive(Debug)]
+pub struct LinearPart {
+    table: EmbeddingTable,
+    dense: Option<nn::Linear>,
+    bias: Tensor,
+}
+
+impl LinearPart {
+    pub fn new(vs: &nn::Path, rows: i64, num_dense: i64, std: f64, bias: f64) -> Self {
+        LinearPart {
+            table: EmbeddingTable::new(&(vs / "table"), rows, 1, std),
+            dense: (num_dense > 0).then(|| {
+                nn::linear(
+                    vs / "dense",
+                    num_dense,
+                    1,
+                    nn::LinearConfig {
+                        bias: false,
+                        ..Default::default()
+                    },
+                )
+            }),
+            bias: vs.var("bias", &[1], Init::Const(bias)),
+        }
+    }
+
+    /// # Shapes
+    /// `ids [B, F]`, `dense [B, D]` -> logits `[B]`.
+    pub fn forward(&self, ids: &Tensor, dense: &Tensor) -> Tensor {
+        let mut out = self
+            .table
+            .forward(ids)
+            .sum_dim_intlist(&[1i64, 2][..], false, Kind::Float)
+            + &self.bias;
+        if let Some(d) = &self.dense {
+            out += d.forward(dense).squeeze_dim(-1);
+        }
+        out
+    }
+}
+
+/// FM's pairwise interaction `sum_{i<j} <e_i, e_j>`, computed as
+/// `0.5 * ((sum_i e_i)^2 - sum_i e_i^2)` summed over the embedding dimension.
+///
+/// # Shapes
+/// `emb [B, F, K]` -> `[B]`.
+pub fn fm_interaction(emb: &Tensor) -> Tensor {
+    let sum = emb.sum_dim_intlist(&[1i64][..], false, Kind::Float);
+    let sum_sq = (emb * emb).sum_dim_intlist(&[1i64][..], false, Kind::Float);
+    ((&sum * &sum) - sum_sq).sum_dim_intlist(&[1i64][..], false, Kind::Float) * 0.5
+}
+
+/// Settings of an MLP.
+#[derive(Debug, Clone)]
+pub struct MlpConfig {
+    pub hidden: Vec<i64>,
+    pub dropout: f64,
+    pub batch_norm: bool,
+}
+
+/// Linear, optional batch norm, ReLU, optional dropout; repeated.
+#[derive(Debug)]
+pub struct Mlp {
+    layers: Vec<(nn::Linear, Option<nn::BatchNorm>)>,
+    dropout: f64,
+    pub out_dim: i64,
+}
+
+impl Mlp {
+    pub fn new(vs: &nn::Path, in_dim: i64, cfg: &MlpConfig) -> Self {
+        let mut layers = Vec::new();
+        let mut d = in_dim;
+        for (i, &h) in cfg.hidden.iter().enumerate() {
+            let lin = nn::linear(vs / i / "linear", d, h, Default::default());
+            let bn = cfg
+                .batch_norm
+                .then(|| nn::batch_norm1d(vs / i / "bn", h, Default::default()));
+            layers.push((lin, bn));
+            d = h;
+        }
+        Mlp {
+            layers,
+            dropout: cfg.dropout,
+            out_dim: d,
+        }
+    }
+
+    /// # Shapes
+    /// `[B, in]` -> `[B, out_dim]` (the input itself when there are no layers).
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut x = x.shallow_clone();
+        for (lin, bn) in &self.layers {
+            x = lin.forward(&x);
+            if let Some(bn) = bn {
+                x = bn.forward_t(&x, train);
+            }
+            x = x.relu();
+            if self.dropout > 0.0 {
+                x = x.dropout(self.dropout, train);
+            }
+        }
+        x
+    }
+}
+
+/// DCN's cross layer: `x_{l+1} = x_0 * (x_l . w) + b + x_l`.
+#[derive(Debug)]
+pub struct CrossLayer {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl CrossLayer {
+    pub fn new(vs: &nn::Path, dim: i64) -> Self {
+        let bound = (1.0 / dim as f64).sqrt();
+        CrossLayer {
+            w: vs.var(
+                "w",
+                &[dim, 1],
+                Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            ),
+            b: vs.zeros("b", &[dim]),
+        }
+    }
+
+    /// # Shapes
+    /// `x0, xl [B, d]` -> `[B, d]`.
+    pub fn forward(&self, x0: &Tensor, xl: &Tensor) -> Tensor {
+        x0 * xl.matmul(&self.w) + &self.b + xl
+    }
+}
+
+/// DCNv2's full-rank cross layer: `x_{l+1} = x_0 * (W x_l + b) + x_l`.
+#[derive(Debug)]
+pub struct CrossLayerV2 {
+    lin: nn::Linear,
+}
+
+impl CrossLayerV2 {
+    pub fn new(vs: &nn::Path, dim: i64) -> Self {
+        CrossLayerV2 {
+            lin: nn::linear(vs, dim, dim, Default::default()),
+        }
+    }
+
+    pub fn forward(&self, x0: &Tensor, xl: &Tensor) -> Tensor {
+        x0 * self.lin.forward(xl) + xl
+    }
+}
+
+/// DCNv2's low-rank mixture of experts (DCN-Mix): expert `i` maps `x_l` through
+/// `U_i tanh(C_i tanh(V_i^T x_l))`, gated by a softmax over experts:
+/// `x_{l+1} = sum_i g_i(x_l) * (x_0 * (expert_i(x_l) + b)) + x_l`.
+#[derive(Debug)]
+pub struct CrossMixLayer {
+    u: Tensor, // [E, d, r]
+    v: Tensor, // [E, d, r]
+    c: Tensor, // [E, r, r]
+    b: Tensor, // [d]
+    gate: nn::Linear,
+}
+
+impl CrossMixLayer {
+    pub fn new(vs: &nn::Path, dim: i64, rank: i64, experts: i64) -> Self {
+        let xavier = |fan_in: i64, fan_out: i64| {
+            let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            }
+        };
+        CrossMixLayer {
+            u: vs.var("u", &[experts, dim, rank], xavier(dim, rank)),
+            v: vs.var("v", &[experts, dim, rank], xavier(dim, rank)),
+            c: vs.var("c", &[experts, rank, rank], xavier(rank, rank)),
+            b: vs.zeros("b", &[dim]),
+            gate: nn::linear(vs / "gate", dim, experts, Default::default()),
+        }
+    }
+
+    pub fn forward(&self, x0: &Tensor, xl: &Tensor) -> Tensor {
+        // [B, d] -> [E, B, d] broadcast over experts.
+        let h = xl.unsqueeze(0).matmul(&self.v).tanh(); // [E, B, r]
+        let h = h.matmul(&self.c).tanh(); // [E, B, r]
+        let h = h.matmul(&self.u.transpose(1, 2)); // [E, B, d]
+        let experts = x0.unsqueeze(0) * (h + &self.b); // [E, B, d]
+        let g = self.gate.forward(xl).softmax(-1, Kind::Float); // [B, E]
+        let mixed = (experts.permute([1, 0, 2]) * g.unsqueeze(-1)).sum_dim_intlist(
+            &[1i64][..],
+            false,
+            Kind::Float,
+        );
+        mixed + xl
+    }
+}
+
+/// A linear map to one logit, its bias starting at `bias`.
+pub fn head(vs: &nn::Path, in_dim: i64, bias: f64) -> nn::Linear {
+    let bound = 1.0 / (in_dim.max(1) as f64).sqrt();
+    nn::linear(
+        vs,
+        in_dim,
+        1,
+        nn::LinearConfig {
+            ws_init: Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+            bs_init: Some(Init::Const(bias)),
+            bias: true,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fm_interaction_is_the_pairwise_sum() {
+        let emb = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).view([1, 3, 2]);
+        // <e0,e1> + <e0,e2> + <e1,e2> = (3+8) + (5+12) + (15+24) = 67
+        let got = fm_interaction(&emb).double_value(&[0]);
+        assert!((got - 67.0).abs() < 1e-6, "{got}");
+    }
+
+    #[test]
+    fn cross_layer_matches_its_formula() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let layer = CrossLayer::new(&vs.root(), 3);
+        let x0 = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).view([1, 3]);
+        let xl = Tensor::from_slice(&[0.5f32, -1.0, 2.0]).view([1, 3]);
+        let got = layer.forward(&x0, &xl);
+        let w: Vec<f32> = Vec::try_from(layer.w.view([-1])).unwrap();
+        let dot = 0.5 * w[0] - w[1] + 2.0 * w[2];
+        let want = [1.0 * dot + 0.5, 2.0 * dot - 1.0, 3.0 * dot + 2.0];
+        for (i, w) in want.iter().enumerate() {
+            assert!((got.double_value(&[0, i as i64]) - *w as f64).abs() < 1e-5);
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The model zoo: one file a model, all built from [`layers`]. Every model maps
+//! `ids: i64 [B, F]` (global rows of one shared embedding table) and
+//! `dense: f32 [B, D]` to click logits `[B]`; the sigmoid is applied by the
+//! trainer's loss and by the exported module.
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+pub mod dcn;
+pub mod dcnv2;
+pub mod deepfm;
+pub mod fm;
+pub mod layers;
+pub mod lr;
+pub mod wide_deep;
+
+/// Which model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Logistic regression on one-hot categorical values and the dense inputs.
+    Lr,
+    /// Factorization machine (Rendle 2010).
+    Fm,
+    /// Wide & Deep (Cheng et al. 2016): LR plus an MLP over embeddings.
+    WideDeep,
+    /// DeepFM (Guo et al. 2017): FM plus an MLP sharing its embeddings.
+    Deepfm,
+    /// Deep & Cross Network (Wang et al. 2017): cross network beside an MLP.
+    Dcn,
+    /// DCN-V2 (Wang et al. 2021): matrix cross layers, full-rank or a
+    /// low-rank mixture of experts, parallel to or stacked with an MLP.
+    Dcnv2,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Lr => "lr",
+            ModelKind::Fm => "fm",
+            ModelKind::WideDeep => "wide_deep",
+            ModelKind::Deepfm => "deepfm",
+            ModelKind::Dcn => "dcn",
+            ModelKind::Dcnv2 => "dcnv2",
+        }
+    }
+}
+
+/// DCNv2's arrangement of cross network and MLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Structure {
+    /// Cross network and MLP side by side, outputs concatenated.
+    #[default]
+    Parallel,
+    /// The MLP on top of the cross network.
+    Stacked,
+}
+
+/// The `[model]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    /// Embedding dimension of every field (default 16).
+    #[serde(default = "default_dim")]
+    pub embedding_dim: i64,
+    /// Standard deviation of the embedding initialisation (default 1e-4).
+    #[serde(default = "default_init_std")]
+    pub embedding_init_std: f64,
+    /// Hidden sizes of the MLP (default [400, 400, 400]); Wide&Deep, DeepFM, DCN, DCNv2.
+    #[serde(default = "default_mlp")]
+    pub mlp: Vec<i64>,
+    /// Dropout after each hidden layer (default 0).
+    #[serde(default)]
+    pub dropout: f64,
+    /// Batch norm after each hidden linear layer (default false).
+    #[serde(default)]
+    pub batch_norm: bool,
+    /// Cross layers of DCN and DCNv2 (default 3).
+    #[serde(default = "default_cross")]
+    pub cross_layers: i64,
+    /// DCNv2: 0 (default) for full-rank cross layers, else the rank of the
+    /// low-rank mixture.
+    #[serde(default)]
+    pub low_rank: i64,
+    /// DCNv2 low-rank: number of experts (default 4).
+    #[serde(default = "default_experts")]
+    pub experts: i64,
+    /// DCNv2: `parallel` (default) or `stacked`.
+    #[serde(default)]
+    pub structure: Structure,
+}
+
+fn default_dim() -> i64 {
+    16
+}
+fn default_init_std() -> f64 {
+    1e-4
+}
+fn default_mlp() -> Vec<i64> {
+    vec![400, 400, 400]
+}
+fn default_cross() -> i64 {
+    3
+}
+fn default_experts() -> i64 {
+    4
+}
+
+impl ModelConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.embedding_dim <= 0 {
+            return Err("model.embedding_dim must be positive".into());
+        }
+        if self.mlp.iter().any(|&h| h <= 0) {
+            return Err("model.mlp sizes must be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err("model.dropout must be in [0, 1)".into());
+        }
+        if self.cross_layers < 0 || self.low_rank < 0 || self.experts <= 0 {
+            return Err("model.cross_layers and low_rank must be >= 0, experts > 0".into());
+        }
+        if self.embedding_init_std.is_nan() || self.embedding_init_std <= 0.0 {
+            return Err("model.embedding_init_std must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn mlp_config(&self) -> layers::MlpConfig {
+        layers::MlpConfig {
+            hidden: self.mlp.clone(),
+            dropout: self.dropout,
+            batch_norm: self.batch_norm,
+        }
+    }
+}
+
+/// The input sizes a model is built for.
+#[derive(Debug, Clone, Copy)]
+pub struct InputShape {
+    /// Rows of the shared embedding table.
+    pub vocab_size: i64,
+    pub num_fields: i64,
+    pub num_dense: i64,
+    /// The logit of the train click rate: the initial output bias, so
+    /// training starts from the base rate instead of spending its first
+    /// thousands of steps moving a bias from 0 (p = 0.5) to about -3.5.
+    pub prior_logit: f64,
+}
+
+/// A CTR model.
+pub trait CtrModel: Send {
+    /// # Shapes
+    /// `ids: i64 [B, F]`, `dense: f32 [B, D]` -> logits `f32 [B]`.
+    fn forward_t(&self, ids: &Tensor, dense: &Tensor, train: bool) -> Tensor;
+}
+
+/// Build a model's parameters under `vs`.
+pub fn build(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Box<dyn CtrModel> {
+    match cfg.kind {
+        ModelKind::Lr => Box::new(lr::Lr::new(vs, cfg, shape)),
+        ModelKind::Fm => Box::new(fm::Fm::new(vs, cfg, shape)),
+        ModelKind::WideDeep => Box::new(wide_deep::WideDeep::new(vs, cfg, shape)),
+        ModelKind::Deepfm => Box::new(deepfm::DeepFm::new(vs, cfg, shape)),
+        ModelKind::Dcn => Box::new(dcn::Dcn::new(vs, cfg, shape)),
+        ModelKind::Dcnv2 => Box::new(dcnv2::DcnV2::new(vs, cfg, shape)),
+    }
+}
+
+/// The embeddings of a batch flattened, with the dense inputs appended: the
+/// input of the deep parts. `[B, F*K + D]`.
+pub(crate) fn deep_input(emb: &Tensor, dense: &Tensor) -> Tensor {
+    let flat = emb.flatten(1, 2);
+    if dense.size()[1] > 0 {
+        Tensor::cat(&[flat, dense.shallow_clone()], 1)
+    } else {
+        flat
+    }
+}
