@@ -15,7 +15,10 @@ use crate::data::sketch::ColumnSummary;
 use crate::data::split::SplitMode;
 use crate::data::stats::{dataset_stats, group, render};
 use crate::data::writer::{Split, WriterOptions};
+use crate::eval::metrics::Metrics;
 use crate::progress::human_bytes;
+use crate::train::compare::{compare, eval_run, render as render_runs};
+use crate::train::{resume, train, ExperimentConfig, TrainOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,8 +39,83 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Per-split statistics of a dataset: rows, CTR, per-field distinct, missing, top values.
     Stats(StatsArgs),
+    /// Fit the feature map of an experiment on train and encode all splits (cached).
+    Preprocess(PreprocessArgs),
+    /// Train a model: `ctr-dl train --config experiments/deepfm.toml`.
+    Train(TrainArgs),
+    /// Metrics of a run's best weights on a split (AUC, logloss, PR-AUC, NE, calibration).
+    Eval(EvalArgs),
+    /// A table of runs: model, settings, valid and test AUC and logloss, time.
+    Compare(CompareArgs),
     /// Show the libtorch this binary runs on, its threads and CUDA devices.
     Env,
+}
+
+#[derive(Args, Debug)]
+pub struct ExperimentArgs {
+    /// Experiment TOML (experiments/*.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a config value: --set train.lr=1e-4 --set model.mlp=[200,200].
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PreprocessArgs {
+    #[command(flatten)]
+    pub experiment: ExperimentArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Experiment TOML; not needed with --resume.
+    #[arg(long, required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Run name (default: the experiment name and the UTC time).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Continue an interrupted run from its last checkpoint: runs/<run>.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "run"])]
+    pub resume: Option<PathBuf>,
+    /// Print only the final summary.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Stop after this many steps, as if interrupted (for trying --resume).
+    #[arg(long, hide = true)]
+    pub stop_after_steps: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A run directory (runs/<run>).
+    #[arg(long)]
+    pub run: PathBuf,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print the JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Run directories, or folders of runs (default: runs).
+    #[arg(default_values_os_t = [PathBuf::from("runs")])]
+    pub runs: Vec<PathBuf>,
+    /// Sort by: test_auc (default), test_logloss, valid_auc, run.
+    #[arg(long, default_value = "test_auc")]
+    pub sort: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -155,8 +233,191 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => run_convert(a),
         Command::Simulate(a) => run_simulate(a),
         Command::Stats(a) => run_stats(a),
+        Command::Preprocess(a) => run_preprocess(a),
+        Command::Train(a) => run_train(a),
+        Command::Eval(a) => run_eval(a),
+        Command::Compare(a) => run_compare(a),
         Command::Env => run_env(),
     }
+}
+
+fn run_preprocess(a: PreprocessArgs) -> Result<()> {
+    let e = &a.experiment;
+    let cfg = ExperimentConfig::load(&e.config, &e.set)?;
+    let ds = crate::features::prepare(
+        &cfg.data.path,
+        cfg.data.cache.as_deref(),
+        &cfg.features,
+        !e.quiet,
+    )
+    .with_context(|| format!("preprocessing {}", cfg.data.path.display()))?;
+    println!(
+        "{} {} ({} categorical fields, {} embedding rows, {} dense inputs){}",
+        if ds.reused { "reused" } else { "encoded" },
+        ds.dir.display(),
+        ds.meta.num_fields,
+        group(ds.meta.vocab_size),
+        ds.meta.num_dense,
+        if ds.reused {
+            String::new()
+        } else {
+            format!(" in {:.1}s", ds.meta.seconds)
+        }
+    );
+    for s in Split::ALL {
+        let i = ds.split(s);
+        println!(
+            "  {:<5} {:>12} rows  {} chunk(s)",
+            s.name(),
+            group(i.rows),
+            i.chunks.len()
+        );
+    }
+    print!("{}", ds.features.describe());
+    Ok(())
+}
+
+fn run_train(a: TrainArgs) -> Result<()> {
+    let opts = TrainOptions {
+        run: a.run.clone(),
+        progress: !a.quiet,
+        quiet: a.quiet,
+        stop_after_steps: a.stop_after_steps,
+    };
+    let report = match (&a.resume, &a.config) {
+        (Some(dir), _) => {
+            if !a.set.is_empty() {
+                bail!("--set cannot change a run being resumed; its config.toml is what it was started with");
+            }
+            resume(dir, &opts).with_context(|| format!("resuming {}", dir.display()))?
+        }
+        (None, Some(path)) => {
+            let cfg = ExperimentConfig::load(path, &a.set)?;
+            train(&cfg, &opts).with_context(|| format!("training {}", path.display()))?
+        }
+        (None, None) => bail!("give --config EXPERIMENT.toml or --resume runs/RUN"),
+    };
+    let m = &report.metrics;
+    let t = &m.train;
+    if !t.finished {
+        println!(
+            "stopped at step {} (as asked); continue with: ctr-dl train --resume {}",
+            t.steps,
+            report.run_dir.display()
+        );
+        return Ok(());
+    }
+    println!(
+        "run {}: {} steps, {} epoch(s), {:.1}s, {:.0} samples/s (waiting on data {:.1}%){}",
+        report.run,
+        t.steps,
+        t.epochs,
+        t.seconds,
+        t.samples_per_sec,
+        100.0 * t.data_wait_fraction,
+        if t.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        }
+    );
+    let line = |name: &str, x: &Option<Metrics>| {
+        if let Some(x) = x {
+            println!(
+                "  {name:<5} AUC {}  logloss {:.5}  PR-AUC {}  NE {}  pred/obs CTR {}",
+                x.auc.map_or("-".into(), |v| format!("{v:.5}")),
+                x.logloss,
+                x.pr_auc.map_or("-".into(), |v| format!("{v:.5}")),
+                x.ne.map_or("-".into(), |v| format!("{v:.4}")),
+                x.calibration_ratio
+                    .map_or("-".into(), |v| format!("{v:.4}")),
+            );
+        }
+    };
+    println!("best at step {} (epoch {}):", m.best_step, m.best_epoch);
+    line("valid", &m.valid);
+    line("test", &m.test);
+    if let Some(truth) = &m.truth {
+        println!(
+            "  truth: the true click probability has test logloss {:.5}; gap {:.5}",
+            truth.test_logloss, truth.gap
+        );
+    }
+    println!(
+        "wrote {} and {}",
+        report.run_dir.display(),
+        report.checkpoint_dir.display()
+    );
+    Ok(())
+}
+
+fn run_eval(a: EvalArgs) -> Result<()> {
+    let split = Split::parse(&a.split)?;
+    let device = crate::device::resolve_device(&a.device).map_err(anyhow::Error::msg)?;
+    let r = eval_run(&a.run, split, device)
+        .with_context(|| format!("evaluating {}", a.run.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let m = &r.metrics;
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.6}"));
+    println!(
+        "run {} on {} ({} rows, {} positives)",
+        r.run,
+        r.split,
+        group(m.count),
+        group(m.positives)
+    );
+    println!("  ROC-AUC            {}", f(m.auc));
+    println!("  logloss            {:.6}", m.logloss);
+    println!("  PR-AUC             {}", f(m.pr_auc));
+    println!("  normalized entropy {}", f(m.ne));
+    println!("  predicted CTR      {:.6}", m.pred_ctr);
+    println!("  observed CTR       {:.6}", m.obs_ctr);
+    println!("  predicted/observed {}", f(m.calibration_ratio));
+    println!("  ECE (10 bins)      {:.6}", m.ece);
+    println!(
+        "  calibration bins:  {:>11} {:>10} {:>10}",
+        "rows", "predicted", "observed"
+    );
+    for b in &r.calibration.bins {
+        println!(
+            "    ({:.1}, {:.1}]    {:>11} {:>10.5} {:>10.5}",
+            b.lower,
+            b.upper,
+            group(b.count),
+            b.mean_pred,
+            b.obs_rate
+        );
+    }
+    println!(
+        "wrote {}",
+        a.run.join(format!("eval-{}.json", r.split)).display()
+    );
+    Ok(())
+}
+
+fn run_compare(a: CompareArgs) -> Result<()> {
+    let mut rows = compare(&a.runs)?;
+    let key = |x: Option<f64>| x.unwrap_or(f64::NEG_INFINITY);
+    match a.sort.as_str() {
+        "test_auc" => rows.sort_by(|a, b| key(b.test_auc).total_cmp(&key(a.test_auc))),
+        "valid_auc" => rows.sort_by(|a, b| key(b.valid_auc).total_cmp(&key(a.valid_auc))),
+        "test_logloss" => rows.sort_by(|a, b| {
+            a.test_logloss
+                .unwrap_or(f64::INFINITY)
+                .total_cmp(&b.test_logloss.unwrap_or(f64::INFINITY))
+        }),
+        "run" => rows.sort_by(|a, b| a.run.cmp(&b.run)),
+        other => bail!("--sort {other}: expected test_auc, test_logloss, valid_auc or run"),
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", render_runs(&rows));
+    }
+    Ok(())
 }
 
 fn ratios(v: &[f64]) -> Result<[f64; 3]> {

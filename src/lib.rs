@@ -3,14 +3,20 @@
 //! parses arguments ([`cli`]) and prints errors.
 //!
 //! Stages, one module each: [`data`] (schemas, converters, simulator, shard
-//! writer and reader, statistics), [`eval`] (metrics), [`device`] (libtorch
-//! and device selection).
+//! writer and reader, statistics), [`features`] (feature map, hashing,
+//! encoded splits), [`models`] (the model zoo), [`train`] (trainer,
+//! optimizers, run comparison), [`eval`] (metrics), [`tensorboard`] (event
+//! files), [`device`] (libtorch and device selection).
 pub mod cli;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod features;
+pub mod models;
 pub mod progress;
 pub mod rng;
+pub mod tensorboard;
+pub mod train;
 
 pub use error::{DataError, Location};

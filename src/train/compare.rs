@@ -1,0 +1,171 @@
+//! `ctr-dl eval` and `ctr-dl compare`: metrics of a run's best weights on a
+//! split, and a table of runs side by side.
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::config::ExperimentConfig;
+use super::trainer::{load_run, RunInfo, RunMetrics};
+use crate::data::io::{read_json, write_json};
+use crate::data::writer::Split;
+use crate::error::{DataError, Result};
+use crate::eval::metrics::{calibration, evaluate, Calibration, Metrics};
+
+/// The evaluation of one run on one split (`eval-<split>.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunEval {
+    pub run: String,
+    pub split: String,
+    pub metrics: Metrics,
+    pub calibration: Calibration,
+}
+
+/// Evaluate a run's best weights on a split; writes `eval-<split>.json` in the run.
+pub fn eval_run(run_dir: &Path, split: Split, device: tch::Device) -> Result<RunEval> {
+    let (_cfg, info, ds, net) = load_run(run_dir, device)?;
+    if ds.split(split).rows == 0 {
+        return Err(DataError::Invalid(format!(
+            "{}: the {} split is empty",
+            ds.meta.source.display(),
+            split.name()
+        )));
+    }
+    let (p, y) = net.predict(&ds, split, 16_384)?;
+    let out = RunEval {
+        run: info.run,
+        split: split.name().into(),
+        metrics: evaluate(&p, &y),
+        calibration: calibration(&p, &y, 10),
+    };
+    write_json(&run_dir.join(format!("eval-{}.json", split.name())), &out)?;
+    Ok(out)
+}
+
+/// One row of the comparison table.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRow {
+    pub run: String,
+    pub dir: PathBuf,
+    pub model: String,
+    pub settings: String,
+    pub valid_auc: Option<f64>,
+    pub valid_logloss: Option<f64>,
+    pub test_auc: Option<f64>,
+    pub test_logloss: Option<f64>,
+    pub gap: Option<f64>,
+    pub steps: u64,
+    pub seconds: f64,
+    pub samples_per_sec: f64,
+    pub finished: bool,
+}
+
+/// Run directories under the given paths: each path is a run (it has
+/// `run.json`) or a folder of runs.
+pub fn find_runs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut runs = Vec::new();
+    for p in paths {
+        if p.join("run.json").exists() {
+            runs.push(p.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(p).map_err(|e| DataError::io(p, e))?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|d| d.join("run.json").exists())
+            .collect();
+        if found.is_empty() {
+            return Err(DataError::Invalid(format!(
+                "{}: not a run directory and holds none (no run.json)",
+                p.display()
+            )));
+        }
+        found.sort();
+        runs.extend(found);
+    }
+    Ok(runs)
+}
+
+/// Read the rows of the comparison.
+pub fn compare(paths: &[PathBuf]) -> Result<Vec<RunRow>> {
+    find_runs(paths)?
+        .into_iter()
+        .map(|dir| {
+            let info: RunInfo = read_json(&dir.join("run.json"))?;
+            let cfg = ExperimentConfig::load(&dir.join("config.toml"), &[])?;
+            let m: Option<RunMetrics> = read_json(&dir.join("metrics.json")).ok();
+            let best_valid = m.as_ref().and_then(|m| {
+                m.valid.clone().or_else(|| {
+                    m.evals
+                        .iter()
+                        .find(|e| e.step == m.best_step)
+                        .map(|e| e.valid.clone())
+                })
+            });
+            let md = &cfg.model;
+            let mut settings = format!("dim {}", md.embedding_dim);
+            if !matches!(
+                md.kind,
+                crate::models::ModelKind::Lr | crate::models::ModelKind::Fm
+            ) {
+                settings += &format!(" mlp {:?}", md.mlp);
+            }
+            if matches!(
+                md.kind,
+                crate::models::ModelKind::Dcn | crate::models::ModelKind::Dcnv2
+            ) {
+                settings += &format!(" cross {}", md.cross_layers);
+            }
+            settings += &format!(" lr {:e} bs {}", cfg.train.lr, cfg.train.batch_size);
+            Ok(RunRow {
+                run: info.run,
+                dir,
+                model: info.model,
+                settings,
+                valid_auc: best_valid.as_ref().and_then(|v| v.auc),
+                valid_logloss: best_valid.as_ref().map(|v| v.logloss),
+                test_auc: m.as_ref().and_then(|m| m.test.as_ref()).and_then(|t| t.auc),
+                test_logloss: m.as_ref().and_then(|m| m.test.as_ref()).map(|t| t.logloss),
+                gap: m.as_ref().and_then(|m| m.truth.as_ref()).map(|t| t.gap),
+                steps: m.as_ref().map_or(0, |m| m.train.steps),
+                seconds: m.as_ref().map_or(0.0, |m| m.train.seconds),
+                samples_per_sec: m.as_ref().map_or(0.0, |m| m.train.samples_per_sec),
+                finished: m.as_ref().is_some_and(|m| m.train.finished),
+            })
+        })
+        .collect()
+}
+
+/// The table as text.
+pub fn render(rows: &[RunRow]) -> String {
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.5}"));
+    let mut out = format!(
+        "{:<32} {:<10} {:<44} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}\n",
+        "run",
+        "model",
+        "settings",
+        "valid auc",
+        "valid ll",
+        "test auc",
+        "test ll",
+        "gap",
+        "time s",
+        "samples/s"
+    );
+    for r in rows {
+        out += &format!(
+            "{:<32} {:<10} {:<44} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8.1} {:>9.0}{}\n",
+            r.run,
+            r.model,
+            r.settings,
+            f(r.valid_auc),
+            f(r.valid_logloss),
+            f(r.test_auc),
+            f(r.test_logloss),
+            f(r.gap),
+            r.seconds,
+            r.samples_per_sec,
+            if r.finished { "" } else { "  (unfinished)" }
+        );
+    }
+    out
+}

@@ -1,0 +1,361 @@
+//! Experiment configuration: one TOML file per experiment (`experiments/*.toml`)
+//! with `[data]`, `[features]`, `[model]`, `[train]` and `[output]`; any value
+//! can be overridden from the command line with `--set section.key=value`.
+//! The resolved configuration is saved with every run as `config.toml`, so a
+//! run can be reproduced from its directory alone.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+use crate::features::FeatureConfig;
+use crate::models::ModelConfig;
+
+/// The `[data]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// A dataset directory written by `ctr-dl convert` or `ctr-dl simulate`
+    /// (relative paths are relative to the working directory).
+    pub path: PathBuf,
+    /// Where encoded splits are cached (default `<path>/encoded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<PathBuf>,
+}
+
+/// Optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Adam,
+    /// Adam with decoupled weight decay (on dense parameters).
+    Adamw,
+    /// SGD, with optional momentum on dense parameters.
+    Sgd,
+}
+
+/// The metric that picks the best checkpoint and drives early stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    Auc,
+    Logloss,
+    /// AUC minus log loss (FuxiCTR's `{AUC: 1, logloss: -1}`).
+    AucMinusLogloss,
+}
+
+impl Monitor {
+    /// The monitored value; higher is better.
+    pub fn score(self, auc: Option<f64>, logloss: f64) -> f64 {
+        let auc = auc.unwrap_or(0.5);
+        match self {
+            Monitor::Auc => auc,
+            Monitor::Logloss => -logloss,
+            Monitor::AucMinusLogloss => auc - logloss,
+        }
+    }
+}
+
+/// The `[train]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// `adam` (default), `adamw` or `sgd`.
+    #[serde(default = "d_optimizer")]
+    pub optimizer: OptimizerKind,
+    /// Learning rate (default 1e-3).
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    /// Adam's betas and epsilon.
+    #[serde(default = "d_beta1")]
+    pub beta1: f64,
+    #[serde(default = "d_beta2")]
+    pub beta2: f64,
+    #[serde(default = "d_eps")]
+    pub eps: f64,
+    /// SGD momentum on dense parameters (default 0).
+    #[serde(default)]
+    pub momentum: f64,
+    /// Rows per step (default 4096).
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Passes over train (default 10; early stopping usually ends sooner).
+    #[serde(default = "d_epochs")]
+    pub epochs: u64,
+    /// Stop after this many steps in all (default 0: no limit).
+    #[serde(default)]
+    pub max_steps: u64,
+    /// L2 on the embedding rows a batch uses, added to their gradient as
+    /// `embedding_l2 * w` (FuxiCTR's `embedding_regularizer`; default 0).
+    #[serde(default)]
+    pub embedding_l2: f64,
+    /// Weight decay of dense parameters (L2 for adam and sgd, decoupled for
+    /// adamw; default 0).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this (default 0: off).
+    #[serde(default)]
+    pub grad_clip: f64,
+    /// `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "d_device")]
+    pub device: String,
+    /// Mixed precision on CUDA (autocast; ignored on CPU).
+    #[serde(default)]
+    pub amp: bool,
+    /// libtorch intra-op threads (default 0: libtorch's default, the cores).
+    #[serde(default)]
+    pub threads: usize,
+    /// Evaluate on valid every this many steps (default 0: once an epoch).
+    #[serde(default)]
+    pub eval_every: u64,
+    /// `auc` (default), `logloss` or `auc_minus_logloss`.
+    #[serde(default = "d_monitor")]
+    pub monitor: Monitor,
+    /// Evaluations without improvement before stopping (default 2).
+    #[serde(default = "d_patience")]
+    pub patience: u64,
+    /// Learning rate factor on an evaluation without improvement (default
+    /// 0.1, as BARS; 1 turns it off).
+    #[serde(default = "d_lr_decay")]
+    pub lr_decay: f64,
+    /// Lower bound of the decayed learning rate (default 1e-6).
+    #[serde(default = "d_min_lr")]
+    pub min_lr: f64,
+    /// Shuffle train each epoch (default true).
+    #[serde(default = "d_true")]
+    pub shuffle: bool,
+    /// Chunks of 262,144 rows shuffled together (default 4).
+    #[serde(default = "d_shuffle_chunks")]
+    pub shuffle_chunks: usize,
+    /// Steps between train-loss points in TensorBoard (default 50).
+    #[serde(default = "d_log_every")]
+    pub log_every: u64,
+}
+
+fn d_optimizer() -> OptimizerKind {
+    OptimizerKind::Adam
+}
+fn d_lr() -> f64 {
+    1e-3
+}
+fn d_beta1() -> f64 {
+    0.9
+}
+fn d_beta2() -> f64 {
+    0.999
+}
+fn d_eps() -> f64 {
+    1e-8
+}
+fn d_batch() -> usize {
+    4096
+}
+fn d_epochs() -> u64 {
+    10
+}
+fn d_device() -> String {
+    "auto".into()
+}
+fn d_monitor() -> Monitor {
+    Monitor::Auc
+}
+fn d_patience() -> u64 {
+    2
+}
+fn d_lr_decay() -> f64 {
+    0.1
+}
+fn d_min_lr() -> f64 {
+    1e-6
+}
+fn d_true() -> bool {
+    true
+}
+fn d_shuffle_chunks() -> usize {
+    4
+}
+fn d_log_every() -> u64 {
+    50
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+/// The `[output]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Run directories: `<runs>/<run>/` (default `runs`).
+    #[serde(default = "d_runs")]
+    pub runs: PathBuf,
+    /// Checkpoints: `<checkpoints>/<run>/` (default `checkpoints`).
+    #[serde(default = "d_checkpoints")]
+    pub checkpoints: PathBuf,
+}
+
+fn d_runs() -> PathBuf {
+    "runs".into()
+}
+fn d_checkpoints() -> PathBuf {
+    "checkpoints".into()
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+/// A whole experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// Name of the experiment: the prefix of its run names.
+    pub name: String,
+    /// Seed of initialisation, shuffling and dropout (default 2018).
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub features: FeatureConfig,
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+fn d_seed() -> u64 {
+    2018
+}
+
+impl ExperimentConfig {
+    /// Read a TOML file, apply `--set` overrides, validate.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        Self::parse(&text, path, overrides)
+    }
+
+    /// Parse TOML text (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Self> {
+        let err = |message: String| DataError::Config {
+            path: path.into(),
+            message,
+        };
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        for o in overrides {
+            apply_override(&mut value, o).map_err(err)?;
+        }
+        let cfg: ExperimentConfig = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| err(e.to_string()))?;
+        cfg.validate().map_err(err)?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        self.features.validate()?;
+        self.model.validate()?;
+        let t = &self.train;
+        if t.lr.is_nan() || t.lr <= 0.0 || t.batch_size == 0 {
+            return Err("train.lr and train.batch_size must be positive".into());
+        }
+        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
+            return Err("train.beta1 and train.beta2 must be in [0, 1)".into());
+        }
+        if !(0.0 < t.lr_decay && t.lr_decay <= 1.0) {
+            return Err("train.lr_decay must be in (0, 1]".into());
+        }
+        if t.embedding_l2 < 0.0 || t.weight_decay < 0.0 || t.grad_clip < 0.0 {
+            return Err("train.embedding_l2, weight_decay and grad_clip must be >= 0".into());
+        }
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return Err(format!(
+                "name `{}` must be non-empty, without slashes",
+                self.name
+            ));
+        }
+        crate::device::resolve_device(&t.device).map(|_| ())
+    }
+
+    /// The configuration as TOML, as saved with a run.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Apply `section.key=value` to a TOML table. The value is read as TOML
+/// (`3`, `1e-4`, `true`, `[400, 400]`, `"text"`), or as a bare string.
+pub fn apply_override(table: &mut toml::Table, spec: &str) -> std::result::Result<(), String> {
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("--set `{spec}`: expected section.key=value"))?;
+    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    };
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!("--set `{spec}`: empty key part"));
+    }
+    let mut t = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("--set `{spec}`: `{p}` is not a section"))?;
+    }
+    t.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "name = 'x'\n[data]\npath = 'd'\n[model]\nkind = 'deepfm'\n";
+
+    #[test]
+    fn overrides_reach_any_value() {
+        let sets = [
+            "model.embedding_dim=8".to_string(),
+            "train.lr=1e-4".into(),
+            "model.mlp=[64, 32]".into(),
+            "train.device=cpu".into(),
+            "features.fields.user_id.encoding=hash".into(),
+        ];
+        let c = ExperimentConfig::parse(MIN, Path::new("x.toml"), &sets).unwrap();
+        assert_eq!(c.model.embedding_dim, 8);
+        assert_eq!(c.train.lr, 1e-4);
+        assert_eq!(c.model.mlp, vec![64, 32]);
+        assert_eq!(c.train.device, "cpu");
+        assert_eq!(
+            c.features.fields["user_id"].encoding,
+            Some(crate::features::Encoding::Hash)
+        );
+        // The saved form parses back to the same configuration.
+        let again = ExperimentConfig::parse(&c.to_toml(), Path::new("y"), &[]).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_key() {
+        let e = ExperimentConfig::parse(MIN, Path::new("x.toml"), &["model.embeding_dim=8".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.toml") && e.contains("embeding_dim"), "{e}");
+        let e = ExperimentConfig::parse(MIN, Path::new("x.toml"), &["train.lr=-1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train.lr"), "{e}");
+        let e = ExperimentConfig::parse(MIN, Path::new("x.toml"), &["nokey".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("section.key=value"), "{e}");
+    }
+}
