@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job of the README, end to end on defaults that need nothing else:
 # simulate ad impressions with a known click probability, convert a real
-# Criteo sample, and print the data summaries. Outputs go to out/demo
-# (git-ignored). ROWS=... changes the simulated size (default 1,000,000).
+# Criteo sample, print the data summaries, then train DeepFM on the simulated
+# impressions (experiments/deepfm.toml), evaluate it and compare it with the
+# truth. Datasets go to out/demo, runs to runs/ and checkpoints/ (all
+# git-ignored). ROWS=... changes the simulated size (default 1,000,000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -30,4 +32,13 @@ $bin convert --format criteo --input "$criteo" --out "$out/criteo" --overwrite
 
 echo "== statistics of the simulated data"
 $bin stats "$out/synthetic" --top 3
-echo "demo finished: datasets in $out/"
+echo "== train DeepFM on the simulated impressions (experiments/deepfm.toml)"
+run=demo-deepfm-$(date -u +%Y%m%d-%H%M%S)
+$bin train --config experiments/deepfm.toml --set "data.path=\"$out/synthetic\"" --run "$run"
+
+echo "== evaluate its best weights on test"
+$bin eval --run "runs/$run" --split test
+
+echo "== runs so far"
+$bin compare runs
+echo "demo finished: datasets in $out/, the run in runs/$run (tensorboard --logdir runs)"

@@ -100,3 +100,92 @@ fn simulate_prints_the_best_possible_metrics() {
     let o = ctr_dl().arg("env").output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("\"smoke_sum\": 10.0"));
 }
+
+/// The experiment workflow from the shell: train from a TOML with `--set`,
+/// interrupt and resume, evaluate, compare; and a config mistake is named.
+#[test]
+fn train_resume_eval_compare() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    common::simulate_small(&data, 20_000, 21);
+    let exp = d.path().join("fm.toml");
+    std::fs::write(
+        &exp,
+        format!(
+            "name = 'fm'\n[data]\npath = '{}'\n[model]\nkind = 'fm'\nembedding_dim = 4\n\
+             [train]\nbatch_size = 512\nepochs = 1\ndevice = 'cpu'\neval_every = 10\nlr = 0.003\n\
+             [output]\nruns = '{}'\ncheckpoints = '{}'\n",
+            data.display(),
+            d.path().join("runs").display(),
+            d.path().join("ckpt").display()
+        ),
+    )
+    .unwrap();
+    let run_dir = d.path().join("runs/fm-cli");
+    let o = ctr_dl()
+        .args(["train", "--config"])
+        .arg(&exp)
+        .args([
+            "--set",
+            "train.patience=5",
+            "--run",
+            "fm-cli",
+            "--quiet",
+            "--stop-after-steps",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("--resume"), "{stdout}");
+    let o = ctr_dl()
+        .arg("train")
+        .arg("--resume")
+        .arg(&run_dir)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("test  AUC") && stdout.contains("gap"),
+        "{stdout}"
+    );
+    let o = ctr_dl()
+        .args(["eval", "--run"])
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("ROC-AUC") && stdout.contains("ECE"),
+        "{stdout}"
+    );
+    assert!(run_dir.join("eval-test.json").exists());
+    let o = ctr_dl()
+        .arg("compare")
+        .arg(d.path().join("runs"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout.contains("fm-cli") && stdout.contains("test auc"),
+        "{stdout}"
+    );
+
+    let o = ctr_dl()
+        .args(["train", "--config"])
+        .arg(&exp)
+        .args(["--set", "model.embeding_dim=8"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.contains("fm.toml") && stderr.contains("embeding_dim"),
+        "{stderr}"
+    );
+}

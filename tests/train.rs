@@ -215,3 +215,25 @@ fn early_stopping_and_learning_rate_decay() {
     let best = m.evals.iter().find(|e| e.step == m.best_step).unwrap();
     assert!((m.valid.as_ref().unwrap().logloss - best.valid.logloss).abs() < 1e-9);
 }
+
+/// Every experiment shipped in experiments/ parses and validates.
+#[test]
+fn shipped_experiments_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
+    let mut n = 0;
+    for dir in [root.clone(), root.join("criteo"), root.join("avazu")] {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let cfg = ExperimentConfig::load(&p, &[]).unwrap_or_else(|e| panic!("{e}"));
+                assert!(
+                    p.to_string_lossy().contains(cfg.model.kind.name()),
+                    "{}",
+                    p.display()
+                );
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, 18, "six models for the simulator, Criteo and Avazu");
+}

@@ -93,7 +93,8 @@ pub struct FeatureConfig {
     #[serde(default = "default_categorical")]
     pub categorical: Encoding,
     /// Encoding of integer and float columns: `standardize` (default),
-    /// `log_standardize`, `log_bucket` or `drop`.
+    /// `log_standardize`, `log_bucket`, `drop`, or `vocab` / `hash` of the
+    /// value as a category.
     #[serde(default = "default_numeric")]
     pub numeric: Encoding,
     /// Vocabulary minimum count (default 2).
@@ -152,11 +153,6 @@ impl FeatureConfig {
                 "features.categorical must be `vocab` or `hash`, not `{:?}`",
                 self.categorical
             ));
-        }
-        if matches!(self.numeric, Encoding::Vocab | Encoding::Hash) {
-            return Err(
-                "features.numeric must be standardize, log_standardize, log_bucket or drop".into(),
-            );
         }
         if self.buckets == 0 {
             return Err("features.buckets must be positive".into());

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The CUDA path, checked where a GPU is present (never by the tests): the same
+# short DeepFM run on CPU and on CUDA, their metrics compared and their speeds
+# printed. Exit 0 when CUDA trains and its test AUC and logloss are within
+# TOL (default 0.005) of the CPU run's; 2 when no CUDA device is visible.
+#
+#   scripts/gpu-check.sh            # 200k simulated rows, 1 epoch
+#   ROWS=1000000 STEPS=300 scripts/gpu-check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${ROWS:-200000}
+steps=${STEPS:-0}
+tol=${TOL:-0.005}
+out=out/gpu-check
+bin=target/release/ctr-dl
+[ -x "$bin" ] || { scripts/setup.sh && cargo build --release --locked --all-targets; }
+if ! $bin env | grep -q '"cuda_available": true'; then
+  echo "gpu-check: no CUDA device visible to libtorch" >&2
+  $bin env >&2
+  exit 2
+fi
+[ -f "$out/data/dataset.json" ] || $bin simulate --rows "$rows" --out "$out/data" --overwrite --quiet >/dev/null
+stamp=$(date -u +%Y%m%d-%H%M%S)
+common=(--config experiments/deepfm.toml --set "data.path=\"$out/data\"" --set train.epochs=1
+        --set "train.max_steps=$steps" --set "output.runs=\"$out/runs\"" --set "output.checkpoints=\"$out/checkpoints\"" --quiet)
+for dev in cpu cuda; do
+  echo "== $dev"
+  $bin train "${common[@]}" --set "train.device=\"$dev\"" --run "$dev-$stamp"
+done
+if [ "${AMP:-1}" = 1 ]; then
+  echo "== cuda with mixed precision"
+  $bin train "${common[@]}" --set 'train.device="cuda"' --set train.amp=true --run "cuda-amp-$stamp"
+fi
+$bin compare "$out/runs/cpu-$stamp" "$out/runs/cuda-$stamp" $( [ "${AMP:-1}" = 1 ] && echo "$out/runs/cuda-amp-$stamp") --sort run
+python3 - "$out/runs/cpu-$stamp/metrics.json" "$out/runs/cuda-$stamp/metrics.json" "$tol" <<'PY'
+import json, sys
+cpu, gpu = (json.load(open(p)) for p in sys.argv[1:3])
+tol = float(sys.argv[3])
+d_auc = abs(cpu["test"]["auc"] - gpu["test"]["auc"])
+d_ll = abs(cpu["test"]["logloss"] - gpu["test"]["logloss"])
+print(f"samples/s: cpu {cpu['train']['samples_per_sec']:.0f}  cuda {gpu['train']['samples_per_sec']:.0f}")
+print(f"test AUC cpu {cpu['test']['auc']:.5f} cuda {gpu['test']['auc']:.5f} (diff {d_auc:.5f}); logloss diff {d_ll:.5f}")
+sys.exit(0 if d_auc <= tol and d_ll <= tol else 1)
+PY
