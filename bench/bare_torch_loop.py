@@ -16,7 +16,9 @@ Measurement: the (warmup + steps) * batch training rows are read from the
 encoded cache's train split (wrapping around if it is shorter) and turned into
 tensors before anything is timed; --warmup-steps steps run untimed, then
 --steps steps (forward, backward, optimizer step) are timed with perf_counter.
-Prints one JSON line: {"impl", "samples_per_sec", "steps", "batch", "seconds", ...}.
+Prints one JSON line: {"impl", "samples_per_sec", "steps", "batch", "seconds", ...};
+"other_cpu_seconds" is the CPU time other processes took meanwhile (Linux): far
+from 0, the machine was shared and the number is low.
 
   .venv/bin/python bench/bare_torch_loop.py --data /tmp/enc --steps 100 --optimizer sparse
 """
@@ -113,12 +115,14 @@ def main():
 
     for b in batches[:a.warmup_steps]:
         step(b)
-    t0 = time.perf_counter()
-    for b in batches[a.warmup_steps:]:
-        loss = step(b).detach()
-    seconds = time.perf_counter() - t0
+    with encoded.OtherCpu() as other:
+        t0 = time.perf_counter()
+        for b in batches[a.warmup_steps:]:
+            loss = step(b).detach()
+        seconds = time.perf_counter() - t0
     print(json.dumps({"impl": f"torch-bare-{a.optimizer}", "samples_per_sec": round(a.steps * a.batch / seconds, 1),
                       "steps": a.steps, "batch": a.batch, "seconds": round(seconds, 3),
+                      "other_cpu_seconds": other.seconds,
                       "threads": a.threads, "emb_dim": a.emb_dim, "mlp": mlp,
                       "vocab_size": meta["vocab_size"], "last_loss": round(loss.item(), 5),
                       "torch": torch.__version__}))

@@ -20,6 +20,7 @@ Write a synthetic cache for the benchmarks:
 import argparse
 import json
 import os
+import time
 
 import numpy as np
 
@@ -133,6 +134,30 @@ def write_synthetic(path, fields=39, buckets=100000, rows=200000, dense=0, chunk
     with open(os.path.join(path, "encoded.json"), "w") as f:
         json.dump(meta, f, indent=1)
     return meta
+
+
+def busy_cpu_seconds():
+    """Machine-wide non-idle CPU seconds so far (Linux /proc/stat), None elsewhere."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class OtherCpu:
+    """`with OtherCpu() as w: ...` -> w.seconds: CPU seconds that OTHER processes used
+    during the block (to flag speed numbers taken on a busy shared machine)."""
+
+    def __enter__(self):
+        self.s0, self.p0, self.seconds = busy_cpu_seconds(), time.process_time(), None
+        return self
+
+    def __exit__(self, *exc):
+        s1 = busy_cpu_seconds()
+        if s1 is not None and self.s0 is not None:
+            self.seconds = round(max(0.0, s1 - self.s0 - (time.process_time() - self.p0)), 2)
 
 
 def _selftest():

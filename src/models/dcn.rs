@@ -22,18 +22,13 @@ impl Dcn {
         let cross = (0..cfg.cross_layers)
             .map(|i| CrossLayer::new(&(vs / "cross" / i), in_dim))
             .collect::<Vec<_>>();
-        let mlp = (!cfg.mlp.is_empty()).then(|| Mlp::new(&(vs / "mlp"), in_dim, &cfg.mlp_config()));
+        let mlp = Mlp::optional(&(vs / "mlp"), in_dim, cfg);
         let mut out_dim = mlp.as_ref().map_or(0, |m| m.out_dim);
         if !cross.is_empty() || mlp.is_none() {
             out_dim += in_dim;
         }
         Dcn {
-            embedding: EmbeddingTable::new(
-                &(vs / "embedding"),
-                shape.vocab_size,
-                cfg.embedding_dim,
-                cfg.embedding_init_std,
-            ),
+            embedding: EmbeddingTable::for_model(&(vs / "embedding"), cfg, shape),
             cross,
             mlp,
             out: head(&(vs / "head"), out_dim, shape.prior_logit),

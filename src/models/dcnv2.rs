@@ -36,19 +36,14 @@ impl DcnV2 {
                 }
             })
             .collect();
-        let mlp = (!cfg.mlp.is_empty()).then(|| Mlp::new(&(vs / "mlp"), in_dim, &cfg.mlp_config()));
+        let mlp = Mlp::optional(&(vs / "mlp"), in_dim, cfg);
         let mlp_out = mlp.as_ref().map_or(in_dim, |m| m.out_dim);
         let out_dim = match (cfg.structure, &mlp) {
             (Structure::Parallel, Some(_)) => in_dim + mlp_out,
             _ => mlp_out,
         };
         DcnV2 {
-            embedding: EmbeddingTable::new(
-                &(vs / "embedding"),
-                shape.vocab_size,
-                cfg.embedding_dim,
-                cfg.embedding_init_std,
-            ),
+            embedding: EmbeddingTable::for_model(&(vs / "embedding"), cfg, shape),
             cross,
             mlp,
             structure: cfg.structure,

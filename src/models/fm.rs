@@ -14,19 +14,8 @@ pub struct Fm {
 impl Fm {
     pub fn new(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
         Fm {
-            linear: LinearPart::new(
-                &(vs / "linear"),
-                shape.vocab_size,
-                shape.num_dense,
-                cfg.embedding_init_std,
-                shape.prior_logit,
-            ),
-            embedding: EmbeddingTable::new(
-                &(vs / "embedding"),
-                shape.vocab_size,
-                cfg.embedding_dim,
-                cfg.embedding_init_std,
-            ),
+            linear: LinearPart::for_model(&(vs / "linear"), cfg, shape),
+            embedding: EmbeddingTable::for_model(&(vs / "embedding"), cfg, shape),
         }
     }
 }

@@ -5,6 +5,8 @@
 use tch::nn::{self, Init, Module, ModuleT};
 use tch::{Kind, Tensor};
 
+use super::{InputShape, ModelConfig};
+
 /// One embedding table for all categorical fields (rows are global: each
 /// field's offset is already added to its ids), looked up once per batch with
 /// a sparse gradient, so the optimizer touches only the rows a batch uses.
@@ -25,6 +27,16 @@ impl EmbeddingTable {
             },
         );
         EmbeddingTable { weight }
+    }
+
+    /// The model's table: all fields' rows, `embedding_dim` wide.
+    pub fn for_model(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
+        Self::new(
+            vs,
+            shape.vocab_size,
+            cfg.embedding_dim,
+            cfg.embedding_init_std,
+        )
     }
 
     /// # Shapes
@@ -60,6 +72,17 @@ impl LinearPart {
             }),
             bias: vs.var("bias", &[1], Init::Const(bias)),
         }
+    }
+
+    /// The model's linear part, its bias starting at the prior logit.
+    pub fn for_model(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
+        Self::new(
+            vs,
+            shape.vocab_size,
+            shape.num_dense,
+            cfg.embedding_init_std,
+            shape.prior_logit,
+        )
     }
 
     /// # Shapes
@@ -123,6 +146,11 @@ impl Mlp {
         }
     }
 
+    /// The model's MLP, or none when `mlp = []`.
+    pub fn optional(vs: &nn::Path, in_dim: i64, cfg: &ModelConfig) -> Option<Self> {
+        (!cfg.mlp.is_empty()).then(|| Self::new(vs, in_dim, &cfg.mlp_config()))
+    }
+
     /// # Shapes
     /// `[B, in]` -> `[B, out_dim]` (the input itself when there are no layers).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
@@ -138,6 +166,33 @@ impl Mlp {
             }
         }
         x
+    }
+}
+
+/// The deep side of Wide&Deep and DeepFM: an MLP over the flattened
+/// embeddings and dense inputs, then a linear map to one logit.
+#[derive(Debug)]
+pub struct DeepTower {
+    mlp: Mlp,
+    out: nn::Linear,
+}
+
+impl DeepTower {
+    pub fn for_model(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
+        let in_dim = shape.num_fields * cfg.embedding_dim + shape.num_dense;
+        let mlp = Mlp::new(&(vs / "mlp"), in_dim, &cfg.mlp_config());
+        DeepTower {
+            out: head(&(vs / "head"), mlp.out_dim, 0.0),
+            mlp,
+        }
+    }
+
+    /// # Shapes
+    /// `emb [B, F, K]`, `dense [B, D]` -> logits `[B]`.
+    pub fn forward_t(&self, emb: &Tensor, dense: &Tensor, train: bool) -> Tensor {
+        self.out
+            .forward(&self.mlp.forward_t(&super::deep_input(emb, dense), train))
+            .squeeze_dim(-1)
     }
 }
 

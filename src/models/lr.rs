@@ -13,13 +13,7 @@ pub struct Lr {
 impl Lr {
     pub fn new(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
         Lr {
-            linear: LinearPart::new(
-                &(vs / "linear"),
-                shape.vocab_size,
-                shape.num_dense,
-                cfg.embedding_init_std,
-                shape.prior_logit,
-            ),
+            linear: LinearPart::for_model(&(vs / "linear"), cfg, shape),
         }
     }
 }
