@@ -285,18 +285,23 @@ fn read_chunk(path: &Path, rows: usize, meta: &EncodedMeta) -> Result<Encoded> {
             bytes.len()
         )));
     }
-    let words = |b: &[u8]| -> Vec<[u8; 4]> {
-        b.chunks_exact(4)
-            .map(|c| [c[0], c[1], c[2], c[3]])
-            .collect()
-    };
+    let word = |c: &[u8]| [c[0], c[1], c[2], c[3]];
     let (ids, rest) = bytes.split_at(rows * nf * 4);
     let (dense, labels) = rest.split_at(rows * nd * 4);
     Ok(Encoded {
         rows,
-        ids: words(ids).into_iter().map(i32::from_le_bytes).collect(),
-        dense: words(dense).into_iter().map(f32::from_le_bytes).collect(),
-        labels: words(labels).into_iter().map(f32::from_le_bytes).collect(),
+        ids: ids
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(word(c)))
+            .collect(),
+        dense: dense
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(word(c)))
+            .collect(),
+        labels: labels
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(word(c)))
+            .collect(),
     })
 }
 

@@ -101,25 +101,28 @@ impl Optimizer {
         }
     }
 
-    /// One update from the gradients left by `backward`. Returns the global
-    /// gradient norm (before clipping).
-    pub fn step(&mut self) -> f64 {
+    /// One update from the gradients left by `backward`. The global gradient
+    /// norm (one device sync per parameter) is computed only when clipping.
+    pub fn step(&mut self) {
         let _guard = tch::no_grad_guard();
         let c = self.config.clone();
         let grads: Vec<Grad> = self.params.iter().map(grad_of).collect();
-        let sq: f64 = grads
-            .iter()
-            .map(|g| match g {
-                Grad::None => 0.0,
-                Grad::Dense(g) | Grad::Rows(_, g) => g.square().sum(Kind::Double).double_value(&[]),
-            })
-            .sum();
-        let norm = sq.sqrt();
-        let scale = if c.grad_clip > 0.0 && norm > c.grad_clip {
-            c.grad_clip / (norm + 1e-12)
-        } else {
-            1.0
-        };
+        let mut scale = 1.0;
+        if c.grad_clip > 0.0 {
+            let sq: f64 = grads
+                .iter()
+                .map(|g| match g {
+                    Grad::None => 0.0,
+                    Grad::Dense(g) | Grad::Rows(_, g) => {
+                        g.square().sum(Kind::Double).double_value(&[])
+                    }
+                })
+                .sum();
+            let norm = sq.sqrt();
+            if norm > c.grad_clip {
+                scale = c.grad_clip / (norm + 1e-12);
+            }
+        }
         self.steps += 1;
         let t = self.steps as f64;
         let (bc1, bc2) = (1.0 - c.beta1.powf(t), 1.0 - c.beta2.powf(t));
@@ -140,7 +143,6 @@ impl Optimizer {
                 }
             }
         }
-        norm
     }
 
     /// The optimizer state as named tensors (`<param>.m`, `<param>.v`, and
