@@ -159,8 +159,11 @@ def main():
             best = (epoch, auc, copy.deepcopy(model.state_dict()))
     model.load_state_dict(best[2])
     auc, ll = scores(model, x["test"], y["test"])
+    b = history[best[0] - 1]
     print(json.dumps({**info, "mode": "quality", "train_rows": len(y["train"]), "epochs": history,
-                      "best_epoch": best[0], "test_auc": round(auc, 6), "test_logloss": round(ll, 6)}))
+                      "epochs_run": len(history), "fit_seconds": round(sum(h["train_seconds"] for h in history), 2),
+                      "best_epoch": best[0], "valid_auc": b["valid_auc"], "valid_logloss": b["valid_logloss"],
+                      "test_auc": round(auc, 6), "test_logloss": round(ll, 6)}))
 
 
 if __name__ == "__main__":

@@ -308,7 +308,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "run {}: {} steps, {} epoch(s), {:.1}s, {:.0} samples/s (waiting on data {:.1}%){}",
+        "run {}: {} steps ({} full epoch(s)), {:.1}s, {:.0} samples/s (waiting on data {:.1}%){}",
         report.run,
         t.steps,
         t.epochs,

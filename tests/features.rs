@@ -28,8 +28,8 @@ fn batch_and_row_encodings_agree_and_unseen_values_go_to_oov() {
         },
     );
     let map = FeatureMap::fit(&data, &cfg, false).unwrap();
-    // 10 categorical columns + 3 time parts; p_click (the truth) is never a feature.
-    assert_eq!(map.num_fields(), 13);
+    // 12 categorical columns + 3 time parts; p_click (the truth) is never a feature.
+    assert_eq!(map.num_fields(), 15);
     assert!(map.categorical.iter().all(|f| f.column != "p_click"));
     assert_eq!(map.num_dense(), 0);
     let test = read_split(&data, Split::Test);

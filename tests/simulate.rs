@@ -186,6 +186,52 @@ fn fatigue_lowers_the_ctr_of_repeat_impressions() {
     );
 }
 
+/// Spread of the mean logit of `p_click` over (age band, gender, ad category)
+/// cells with at least 200 rows, around each ad category's own mean.
+fn demographic_spread(cfg: SimConfig) -> f64 {
+    let d = tempfile::tempdir().unwrap();
+    run(d.path(), 100_000, 6, cfg, SplitMode::Random);
+    let b = read_split(d.path(), Split::Train);
+    let age = common::col::<StringArray>(&b, "user_age");
+    let gender = common::col::<StringArray>(&b, "user_gender");
+    let cat = common::col::<StringArray>(&b, "ad_category");
+    let p = common::col::<Float64Array>(&b, "p_click");
+    let mut cells: std::collections::HashMap<(&str, &str, &str), (f64, u64)> = Default::default();
+    let mut cats: std::collections::HashMap<&str, (f64, u64)> = Default::default();
+    for i in 0..b.num_rows() {
+        let z = (p.value(i) / (1.0 - p.value(i))).ln();
+        let c = cells
+            .entry((age.value(i), gender.value(i), cat.value(i)))
+            .or_default();
+        *c = (c.0 + z, c.1 + 1);
+        let c = cats.entry(cat.value(i)).or_default();
+        *c = (c.0 + z, c.1 + 1);
+    }
+    let dev: Vec<f64> = cells
+        .iter()
+        .filter(|(_, c)| c.1 >= 200)
+        .map(|((_, _, k), c)| c.0 / c.1 as f64 - cats[k].0 / cats[k].1 as f64)
+        .collect();
+    assert!(dev.len() > 50, "{} cells", dev.len());
+    dev.iter().map(|x| x * x).sum::<f64>() / dev.len() as f64
+}
+
+#[test]
+fn demographics_carry_the_shared_part_of_taste() {
+    let shared = demographic_spread(SimConfig {
+        affinity_individual: 0.0,
+        ..small()
+    });
+    let own = demographic_spread(SimConfig {
+        affinity_individual: 1.0,
+        ..small()
+    });
+    // Shared taste: cells differ by about the affinity's variance (1.0 at the
+    // default scale); individual taste averages out within a cell.
+    assert!(shared > 0.3, "{shared}");
+    assert!(own < shared / 5.0, "{own} vs {shared}");
+}
+
 #[test]
 fn criteo_tsv_output_feeds_the_converter() {
     let d = tempfile::tempdir().unwrap();

@@ -3,13 +3,17 @@
 //!
 //! # The generative model
 //!
-//! Entities are drawn once from the seed: users (home device and its OS, a
-//! logit offset, a latent taste vector), advertisers (a category, an offset),
-//! campaigns (an advertiser, an offset), ads (a campaign, a category: the
-//! advertiser's in 80% of ads, an offset), sites (a category, an offset), and
-//! latent vectors per ad category and site category. Popularity is Zipf-like:
-//! the k-th most popular user, ad and site has weight `1 / k^exponent`, and
-//! popularity ranks are shuffled against ids.
+//! Entities are drawn once from the seed: users (an age band and a gender,
+//! a home device and its OS, a logit offset, a latent taste vector), advertisers
+//! (a category, an offset), campaigns (an advertiser, an offset), ads (a
+//! campaign, a category: the advertiser's in 80% of ads, an offset), sites (a
+//! category, an offset), and latent vectors per age band, gender, ad category
+//! and site category. A user's taste is the sum of their age band's and
+//! gender's vectors plus an individual part that holds `affinity_individual` of
+//! its variance, so most of the user x ad-category affinity is learnable from
+//! the observed demographics and the rest needs many impressions of the user.
+//! Popularity is Zipf-like: the k-th most popular user, ad and site has weight
+//! `1 / k^exponent`, and popularity ranks are shuffled against ids.
 //!
 //! Impressions come in time order over `days` days with daily and weekly
 //! traffic cycles. Each draws a user, then a device (the user's home device
@@ -85,6 +89,7 @@ pub struct SimConfig {
     pub site_sd: f64,
     pub latent_dim: usize,
     pub affinity_scale: f64,
+    pub affinity_individual: f64,
     pub context_scale: f64,
     pub device_placement_scale: f64,
     pub hour_amplitude: f64,
@@ -113,14 +118,15 @@ impl Default for SimConfig {
             user_zipf: 0.6,
             ad_zipf: 0.9,
             site_zipf: 1.0,
-            user_sd: 0.5,
+            user_sd: 0.25,
             ad_sd: 0.4,
             campaign_sd: 0.2,
             advertiser_sd: 0.2,
             site_sd: 0.3,
             latent_dim: 8,
             affinity_scale: 1.0,
-            context_scale: 0.4,
+            affinity_individual: 0.2,
+            context_scale: 0.6,
             device_placement_scale: 0.6,
             hour_amplitude: 0.3,
             weekend_effect: 0.15,
@@ -175,6 +181,7 @@ impl SimConfig {
             ));
         }
         for (name, p) in [
+            ("affinity_individual", self.affinity_individual),
             ("retarget_prob", self.retarget_prob),
             ("home_device_prob", self.home_device_prob),
         ] {
@@ -212,12 +219,18 @@ pub const PLACEMENTS: [&str; 6] = [
     "video_preroll",
 ];
 const PLACEMENT_WEIGHTS: [f64; 6] = [0.25, 0.2, 0.3, 0.08, 0.1, 0.07];
+pub const AGES: [&str; 6] = ["18-24", "25-34", "35-44", "45-54", "55-64", "65+"];
+const AGE_WEIGHTS: [f64; 6] = [0.18, 0.26, 0.2, 0.16, 0.12, 0.08];
+pub const GENDERS: [&str; 3] = ["female", "male", "unknown"];
+const GENDER_WEIGHTS: [f64; 3] = [0.47, 0.46, 0.07];
 
 /// Everything drawn once from the seed.
 struct World {
     cfg: SimConfig,
     user_bias: Vec<f32>,
     user_vec: Vec<f32>,
+    user_age: Vec<u8>,
+    user_gender: Vec<u8>,
     user_device: Vec<u8>,
     user_os: Vec<u8>,
     ad_bias: Vec<f32>,
@@ -271,6 +284,30 @@ impl World {
             .iter()
             .map(|&d| os_tables[d as usize].sample(&mut rd) as u8)
             .collect();
+        // Taste: an age part and a gender part (observable, so the user x
+        // ad-category affinity is learnable from them) plus an individual part
+        // holding `affinity_individual` of its variance.
+        let mut rdemo = r("user-demographics");
+        let ages = AliasTable::new(&AGE_WEIGHTS);
+        let genders = AliasTable::new(&GENDER_WEIGHTS);
+        let user_age: Vec<u8> = (0..cfg.users)
+            .map(|_| ages.sample(&mut rdemo) as u8)
+            .collect();
+        let user_gender: Vec<u8> = (0..cfg.users)
+            .map(|_| genders.sample(&mut rdemo) as u8)
+            .collect();
+        let age_vec = normals(&mut r("age-vec"), AGES.len() * k, vec_sd);
+        let gender_vec = normals(&mut r("gender-vec"), GENDERS.len() * k, vec_sd);
+        let shared = ((1.0 - cfg.affinity_individual) / 2.0).sqrt() as f32;
+        let own = cfg.affinity_individual.sqrt() as f32;
+        let mut user_vec = normals(&mut r("user-vec"), cfg.users * k, vec_sd);
+        for (u, taste) in user_vec.chunks_exact_mut(k).enumerate() {
+            let a = &age_vec[user_age[u] as usize * k..][..k];
+            let g = &gender_vec[user_gender[u] as usize * k..][..k];
+            for j in 0..k {
+                taste[j] = own * taste[j] + shared * (a[j] + g[j]);
+            }
+        }
         let mut ra = r("advertisers");
         let advertiser_cat: Vec<u16> = (0..cfg.advertisers)
             .map(|_| ra.below(cfg.ad_categories as u64) as u16)
@@ -306,7 +343,9 @@ impl World {
         }
         World {
             user_bias: normals(&mut r("user-bias"), cfg.users, cfg.user_sd),
-            user_vec: normals(&mut r("user-vec"), cfg.users * k, vec_sd),
+            user_vec,
+            user_age,
+            user_gender,
             user_device,
             user_os,
             ad_bias: normals(&mut r("ad-bias"), cfg.ads, cfg.ad_sd),
@@ -614,6 +653,22 @@ pub struct SimulateReport {
     pub seconds: f64,
 }
 
+/// The categorical columns of simulated impressions, in schema order.
+pub const SIM_CATEGORICAL: [&str; 12] = [
+    "user_id",
+    "user_age",
+    "user_gender",
+    "ad_id",
+    "advertiser_id",
+    "campaign_id",
+    "ad_category",
+    "device",
+    "os",
+    "placement",
+    "site_id",
+    "site_category",
+];
+
 /// The dataset schema of simulated impressions.
 pub fn sim_schema() -> DatasetSchema {
     let cat = |n: &str| Column {
@@ -621,21 +676,7 @@ pub fn sim_schema() -> DatasetSchema {
         kind: ColumnKind::Categorical,
         format: None,
     };
-    let mut columns: Vec<Column> = [
-        "user_id",
-        "ad_id",
-        "advertiser_id",
-        "campaign_id",
-        "ad_category",
-        "device",
-        "os",
-        "placement",
-        "site_id",
-        "site_category",
-    ]
-    .iter()
-    .map(|n| cat(n))
-    .collect();
+    let mut columns: Vec<Column> = SIM_CATEGORICAL.iter().map(|n| cat(n)).collect();
     columns.push(Column {
         name: "time".into(),
         kind: ColumnKind::Timestamp,
@@ -844,7 +885,7 @@ impl SimBatch {
         sk: &mut [ColumnSketch],
     ) {
         if self.strings.is_empty() {
-            self.strings = (0..10)
+            self.strings = (0..SIM_CATEGORICAL.len())
                 .map(|_| StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 8))
                 .collect();
         }
@@ -858,29 +899,33 @@ impl SimBatch {
             self.strings[col].append_value(&*text);
             sk[col].distinct.insert(hash_bytes(text.as_bytes()));
         };
-        put(0, format_args!("u{}", imp.user));
-        put(1, format_args!("a{}", imp.ad));
-        put(2, format_args!("adv{advertiser}"));
-        put(3, format_args!("c{campaign}"));
-        put(4, format_args!("cat{}", w.ad_category[ad]));
-        put(5, format_args!("{}", DEVICES[imp.device as usize]));
+        let user = imp.user as usize;
+        put(0, format_args!("u{user}"));
+        put(1, format_args!("{}", AGES[w.user_age[user] as usize]));
+        put(2, format_args!("{}", GENDERS[w.user_gender[user] as usize]));
+        put(3, format_args!("a{ad}"));
+        put(4, format_args!("adv{advertiser}"));
+        put(5, format_args!("c{campaign}"));
+        put(6, format_args!("cat{}", w.ad_category[ad]));
+        put(7, format_args!("{}", DEVICES[imp.device as usize]));
         put(
-            6,
+            8,
             format_args!("{}", OSES[imp.device as usize][imp.os as usize].0),
         );
-        put(7, format_args!("{}", PLACEMENTS[imp.placement as usize]));
-        put(8, format_args!("s{site}"));
-        put(9, format_args!("scat{}", w.site_category[site]));
+        put(9, format_args!("{}", PLACEMENTS[imp.placement as usize]));
+        put(10, format_args!("s{site}"));
+        put(11, format_args!("scat{}", w.site_category[site]));
         self.time
             .get_or_insert_with(|| {
                 TimestampMillisecondBuilder::with_capacity(BATCH_ROWS).with_timezone("UTC")
             })
             .append_value(imp.time * 1000);
-        sk[10].distinct.insert(hash_i64(imp.time));
+        let n = SIM_CATEGORICAL.len();
+        sk[n].distinct.insert(hash_i64(imp.time));
         self.clicked.append_value(y as i8);
-        sk[11].distinct.insert(hash_i64(y as i64));
+        sk[n + 1].distinct.insert(hash_i64(y as i64));
         self.p.append_value(p);
-        sk[12].distinct.insert(hash_i64(p.to_bits() as i64));
+        sk[n + 2].distinct.insert(hash_i64(p.to_bits() as i64));
         self.rows += 1;
     }
 
@@ -904,8 +949,8 @@ impl SimBatch {
 }
 
 /// Criteo-shaped lines: I1 hour, I2 weekday, I3 day, I4..I13 noise counts
-/// (30% missing), C1..C10 hex hashes of the ten simulated categorical columns,
-/// C11..C26 noise categories of growing cardinality (10% missing).
+/// (30% missing), C1..C12 hex hashes of the twelve simulated categorical
+/// columns, C13..C26 noise categories of growing cardinality (10% missing).
 #[allow(clippy::too_many_arguments)]
 fn write_criteo_tsv(
     w: &World,
@@ -920,7 +965,7 @@ fn write_criteo_tsv(
     let file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut noise = Rng::derive(seed, "criteo-noise");
-    let noise_tables: Vec<AliasTable> = (0..16)
+    let noise_tables: Vec<AliasTable> = (0..26 - SIM_CATEGORICAL.len())
         .map(|i| AliasTable::zipf(10usize << (i % 14), 1.1))
         .collect();
     let count_table = AliasTable::zipf(1000, 1.2);
@@ -948,8 +993,11 @@ fn write_criteo_tsv(
         }
         let ad = imp.ad as usize;
         let campaign = w.ad_campaign[ad];
+        let user = imp.user as usize;
         let cats = [
             imp.user as u64,
+            w.user_age[user] as u64,
+            w.user_gender[user] as u64,
             imp.ad as u64,
             w.campaign_advertiser[campaign as usize] as u64,
             campaign as u64,
