@@ -5,8 +5,9 @@
 # loss minus the log loss of the true click probability), with peak RSS.
 #
 #   bench/sim_gaps.sh                         # ROWS=1000000, MODELS="lr deepfm dcn"
-#   ROWS=10000000 EVAL_EVERY=500 bench/sim_gaps.sh
+#   ROWS=10000000 EVAL_EVERY=500 EXTRA="--set train.epochs=2" bench/sim_gaps.sh
 #
+# EXTRA adds settings to every run.
 # The data goes to $BENCH_DIR/sim-<rows> (default /tmp/ctr-dl-bench) and is
 # reused; runs go to runs/gap-<rows>-<model>-<time>.
 set -euo pipefail
@@ -26,8 +27,9 @@ for m in $models; do
   run="gap-$rows-$m-$stamp"
   sets=(--set "data.path=\"$data\"")
   [ -n "${EVAL_EVERY:-}" ] && sets+=(--set "train.eval_every=$EVAL_EVERY")
+  # shellcheck disable=SC2086
   /usr/bin/time -o "/tmp/$run.time" -f "%e %M" \
-    $bin train --config "experiments/$m.toml" "${sets[@]}" --run "$run" --quiet >/dev/null
+    $bin train --config "experiments/$m.toml" "${sets[@]}" ${EXTRA:-} --run "$run" --quiet >/dev/null
   runs+=("runs/$run")
 done
 python3 - "$rows" "${runs[@]}" <<'PY'

@@ -47,6 +47,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// A table of runs: model, settings, valid and test AUC and logloss, time.
     Compare(CompareArgs),
+    /// Export a run's best weights as a TorchScript bundle (model.pt, features.json, metadata.json).
+    Export(ExportArgs),
     /// Show the libtorch this binary runs on, its threads and CUDA devices.
     Env,
 }
@@ -104,6 +106,25 @@ pub struct EvalArgs {
     /// Print the JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A run directory (runs/<run>).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The bundle directory [default: <models>/<experiment name>/<next version>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where bundles live when --out is not given.
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// Test rows the exported module is checked on (batch N; batch 1 too).
+    #[arg(long, default_value_t = 1000)]
+    pub check_rows: usize,
+    /// Replace an existing bundle directory.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Args, Debug)]
@@ -237,6 +258,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => run_train(a),
         Command::Eval(a) => run_eval(a),
         Command::Compare(a) => run_compare(a),
+        Command::Export(a) => run_export(a),
         Command::Env => run_env(),
     }
 }
@@ -347,6 +369,31 @@ fn run_train(a: TrainArgs) -> Result<()> {
         "wrote {} and {}",
         report.run_dir.display(),
         report.checkpoint_dir.display()
+    );
+    Ok(())
+}
+
+fn run_export(a: ExportArgs) -> Result<()> {
+    let opts = crate::serve::ExportOptions {
+        run: a.run.clone(),
+        out: a.out,
+        models_root: a.models,
+        check_rows: a.check_rows,
+        overwrite: a.overwrite,
+    };
+    let r =
+        crate::serve::export(&opts).with_context(|| format!("exporting {}", a.run.display()))?;
+    let m = &r.metadata;
+    println!(
+        "exported {} ({}, run {}) to {}",
+        m.name,
+        m.model,
+        m.run,
+        r.out.display()
+    );
+    println!(
+        "  check: reloaded module vs trained model, max |diff| {:.1e} at batch 1, {:.1e} at batch {}",
+        m.check.max_abs_diff_batch1, m.check.max_abs_diff_batch_n, m.check.rows
     );
     Ok(())
 }

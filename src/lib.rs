@@ -5,7 +5,7 @@
 //! Stages, one module each: [`data`] (schemas, converters, simulator, shard
 //! writer and reader, statistics), [`features`] (feature map, hashing,
 //! encoded splits), [`models`] (the model zoo), [`train`] (trainer,
-//! optimizers, run comparison), [`eval`] (metrics), [`tensorboard`] (event
+//! optimizers, run comparison), [`serve`] (TorchScript export), [`eval`] (metrics), [`tensorboard`] (event
 //! files), [`device`] (libtorch and device selection).
 pub mod cli;
 pub mod data;
@@ -16,6 +16,7 @@ pub mod features;
 pub mod models;
 pub mod progress;
 pub mod rng;
+pub mod serve;
 pub mod tensorboard;
 pub mod train;
 

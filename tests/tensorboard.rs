@@ -2,6 +2,8 @@
 //! `tensorboard` package in the project venv): every record's CRCs check out,
 //! and scalars, histograms, text and the hparams plugin data read back as
 //! written.
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -113,14 +115,7 @@ print(json.dumps(out))
 "#;
 
 fn read_with_tensorboard(event_file: &Path) -> Value {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup.sh",
-        python.display()
-    );
-    let out = Command::new(&python)
+    let out = Command::new(common::venv_python())
         .arg("-c")
         .arg(READER)
         .arg(event_file)

@@ -7,49 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use common::simulate_small;
+use common::{experiment as config, lock, simulate_small};
 use ctr_dl::train::trainer::RunMetrics;
 use ctr_dl::train::{resume, train, ExperimentConfig, TrainOptions};
-
-/// libtorch's random generator is global to the process: tests that train
-/// take turns, so one test's reseeding cannot change another's draws.
-static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    TORCH.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn config(dir: &Path, data: &Path, model: &str, extra: &[&str]) -> ExperimentConfig {
-    let text = format!(
-        r#"
-name = "{model}"
-seed = 7
-[data]
-path = "{data}"
-[model]
-kind = "{model}"
-embedding_dim = 8
-mlp = [32, 16]
-cross_layers = 2
-[train]
-lr = 0.003
-batch_size = 512
-epochs = 2
-device = "cpu"
-threads = 1
-eval_every = 20
-patience = 3
-[output]
-runs = "{runs}"
-checkpoints = "{ckpt}"
-"#,
-        data = data.display(),
-        runs = dir.join("runs").display(),
-        ckpt = dir.join("checkpoints").display(),
-    );
-    let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    ExperimentConfig::parse(&text, Path::new("test.toml"), &sets).unwrap()
-}
 
 fn quiet(run: &str) -> TrainOptions {
     TrainOptions {

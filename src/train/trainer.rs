@@ -250,7 +250,7 @@ fn sorted(map: std::collections::HashMap<String, Tensor>) -> Vec<(String, Tensor
     v
 }
 
-fn torch_err(path: &Path, e: tch::TchError) -> DataError {
+pub(crate) fn torch_err(path: &Path, e: tch::TchError) -> DataError {
     DataError::Invalid(format!("{}: libtorch: {e}", path.display()))
 }
 
@@ -273,7 +273,7 @@ pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     })
 }
 
-fn git_commit() -> Option<String> {
+pub(crate) fn git_commit() -> Option<String> {
     let out = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()

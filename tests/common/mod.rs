@@ -113,3 +113,61 @@ pub fn simulate_small(out: &Path, rows: u64, seed: u64) {
     })
     .unwrap();
 }
+
+/// libtorch's random generator is global to the process: tests that train
+/// take turns, so one test's reseeding cannot change another's draws.
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    TORCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A small experiment on `data` (one CPU thread, evaluation every 20 steps),
+/// with runs and checkpoints under `dir` and `--set` style overrides.
+pub fn experiment(
+    dir: &Path,
+    data: &Path,
+    model: &str,
+    extra: &[&str],
+) -> ctr_dl::train::ExperimentConfig {
+    let text = format!(
+        r#"
+name = "{model}"
+seed = 7
+[data]
+path = "{data}"
+[model]
+kind = "{model}"
+embedding_dim = 8
+mlp = [32, 16]
+cross_layers = 2
+[train]
+lr = 0.003
+batch_size = 512
+epochs = 2
+device = "cpu"
+threads = 1
+eval_every = 20
+patience = 3
+[output]
+runs = "{runs}"
+checkpoints = "{ckpt}"
+"#,
+        data = data.display(),
+        runs = dir.join("runs").display(),
+        ckpt = dir.join("checkpoints").display(),
+    );
+    let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    ctr_dl::train::ExperimentConfig::parse(&text, Path::new("test.toml"), &sets).unwrap()
+}
+
+/// The project venv's Python (scripts/setup.sh creates it).
+pub fn venv_python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
+    python
+}
