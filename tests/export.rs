@@ -6,12 +6,12 @@ mod common;
 
 use std::process::Command;
 
-use common::{experiment, lock, simulate_small, venv_python};
+use common::{experiment, lock, quiet, simulate_small, venv_python};
 use ctr_dl::data::writer::Split;
 use ctr_dl::features::cache::{Loader, LoaderOptions};
 use ctr_dl::serve::export::{BundleMetadata, TOLERANCE};
 use ctr_dl::serve::{export, ExportOptions};
-use ctr_dl::train::{load_run, train, TrainOptions};
+use ctr_dl::train::{load_run, train};
 use tch::{Device, Kind};
 
 const TORCH_JIT: &str = r#"
@@ -42,15 +42,7 @@ fn exported_module_matches_the_trained_model_in_rust_and_python() {
             "train.epochs=1",
         ],
     );
-    let report = train(
-        &cfg,
-        &TrainOptions {
-            run: Some("deepfm-export".into()),
-            quiet: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let report = train(&cfg, &quiet("deepfm-export")).unwrap();
     let models = d.path().join("models");
     let opts = ExportOptions {
         models_root: models.clone(),
@@ -170,15 +162,7 @@ fn bad_runs_and_existing_bundles_are_refused_and_nothing_is_left() {
     let data = d.path().join("sim");
     simulate_small(&data, 8_000, 32);
     let cfg = experiment(d.path(), &data, "lr", &["train.epochs=1"]);
-    let report = train(
-        &cfg,
-        &TrainOptions {
-            run: Some("lr-export".into()),
-            quiet: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let report = train(&cfg, &quiet("lr-export")).unwrap();
     let e = export(&ExportOptions {
         out: Some(existing.clone()),
         ..ExportOptions::new(&report.run_dir)

@@ -7,17 +7,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{experiment as config, lock, simulate_small};
+use common::{experiment as config, lock, quiet, simulate_small};
 use ctr_dl::train::trainer::RunMetrics;
 use ctr_dl::train::{resume, train, ExperimentConfig, TrainOptions};
-
-fn quiet(run: &str) -> TrainOptions {
-    TrainOptions {
-        run: Some(run.into()),
-        quiet: true,
-        ..Default::default()
-    }
-}
 
 fn base_rate_logloss(m: &ctr_dl::eval::metrics::Metrics) -> f64 {
     let r = m.obs_ctr;

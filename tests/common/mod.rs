@@ -171,3 +171,12 @@ pub fn venv_python() -> PathBuf {
     );
     python
 }
+
+/// Training options of a quiet run named `run`.
+pub fn quiet(run: &str) -> ctr_dl::train::TrainOptions {
+    ctr_dl::train::TrainOptions {
+        run: Some(run.into()),
+        quiet: true,
+        ..Default::default()
+    }
+}
