@@ -49,6 +49,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Export a run's best weights as a TorchScript bundle (model.pt, features.json, metadata.json).
     Export(ExportArgs),
+    /// Serve model bundles over HTTP: /predict_ctr, /batch_predict, /health, /model_info, /metrics.
+    Serve(ServeArgs),
     /// Show the libtorch this binary runs on, its threads and CUDA devices.
     Env,
 }
@@ -125,6 +127,31 @@ pub struct ExportArgs {
     /// Replace an existing bundle directory.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A serve TOML (configs/serve.toml); flags override its values.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The folder of bundles [default: models].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// [default: 127.0.0.1]
+    #[arg(long)]
+    pub address: Option<String>,
+    /// [default: 8000]
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// cpu, cuda, cuda:N or auto [default: cpu].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Inference threads [default: one per core].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Load every version of each model, not only the latest.
+    #[arg(long)]
+    pub all_versions: bool,
 }
 
 #[derive(Args, Debug)]
@@ -259,6 +286,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => run_eval(a),
         Command::Compare(a) => run_compare(a),
         Command::Export(a) => run_export(a),
+        Command::Serve(a) => run_serve(a),
         Command::Env => run_env(),
     }
 }
@@ -370,6 +398,31 @@ fn run_train(a: TrainArgs) -> Result<()> {
         report.run_dir.display(),
         report.checkpoint_dir.display()
     );
+    Ok(())
+}
+
+fn run_serve(a: ServeArgs) -> Result<()> {
+    let mut c = match &a.config {
+        Some(p) => crate::serve::ServeConfig::load(p)?,
+        None => crate::serve::ServeConfig::default(),
+    };
+    if let Some(v) = a.models {
+        c.models = v;
+    }
+    if let Some(v) = a.address {
+        c.address = v;
+    }
+    if let Some(v) = a.port {
+        c.port = v;
+    }
+    if let Some(v) = a.device {
+        c.device = v;
+    }
+    if let Some(v) = a.workers {
+        c.workers = v;
+    }
+    c.all_versions |= a.all_versions;
+    crate::serve::serve(c)?;
     Ok(())
 }
 

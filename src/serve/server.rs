@@ -1,0 +1,854 @@
+//! `ctr-dl serve`: the prediction service on Rocket.
+//!
+//! Every bundle under `models/` (the latest version of each name, or all of
+//! them) is loaded and warmed up before the server binds, so `/health` answers
+//! ready from the first request. A request is validated and encoded on the
+//! async worker (the same [`FeatureMap::encode_row`] as training uses); the
+//! TorchScript forward runs on [`Pool`], a fixed set of OS threads, never on the
+//! async workers. libtorch's intra-op threads are set so that workers times
+//! threads does not exceed the cores.
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rocket::data::{Data, ToByteUnit};
+use rocket::fairing::{Fairing, Info, Kind as FairingKind};
+use rocket::http::{ContentType, Status};
+use rocket::serde::json::Json;
+use rocket::{Request, Response, State};
+use serde_json::{json, Map, Value};
+use tch::{CModule, Device, Kind, Tensor};
+
+use super::export::BundleMetadata;
+use crate::data::io::read_json;
+use crate::data::parse::parse_rfc3339;
+use crate::data::schema::ColumnKind;
+use crate::error::{DataError, Result};
+use crate::features::map::{FeatureMap, RawValue};
+
+/// Settings of the service (`ctr-dl serve` flags or `configs/serve.toml`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// The folder of bundles: `<models>/<name>/<version>/model.pt`.
+    pub models: PathBuf,
+    pub address: String,
+    pub port: u16,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    pub device: String,
+    /// Load every version of each model, not only the latest.
+    pub all_versions: bool,
+    /// Inference threads (0: one per core).
+    pub workers: usize,
+    /// The most instances one `/batch_predict` may carry.
+    pub max_batch: usize,
+    /// The largest request body, in bytes (larger: 413).
+    pub max_body_bytes: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            models: PathBuf::from("models"),
+            address: "127.0.0.1".into(),
+            port: 8000,
+            device: "cpu".into(),
+            all_versions: false,
+            workers: 0,
+            max_batch: 1000,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+impl ServeConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        toml::from_str(&text).map_err(|e| DataError::Config {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// One loaded bundle.
+pub struct Bundle {
+    pub name: String,
+    pub version: String,
+    pub dir: PathBuf,
+    pub meta: BundleMetadata,
+    pub map: FeatureMap,
+    kinds: HashMap<String, ColumnKind>,
+    module: CModule,
+    device: Device,
+}
+
+impl Bundle {
+    pub fn load(dir: &Path, device: Device) -> Result<Bundle> {
+        let meta: BundleMetadata = read_json(&dir.join("metadata.json"))?;
+        let map = FeatureMap::load(&dir.join("features.json"))?;
+        let model_pt = dir.join("model.pt");
+        let module = CModule::load_on_device(&model_pt, device)
+            .map_err(|e| DataError::Invalid(format!("{}: libtorch: {e}", model_pt.display())))?;
+        if map.num_fields() != meta.num_fields || map.num_dense() != meta.num_dense {
+            return Err(DataError::Invalid(format!(
+                "{}: features.json has {} fields and {} dense inputs, metadata.json {} and {}",
+                dir.display(),
+                map.num_fields(),
+                map.num_dense(),
+                meta.num_fields,
+                meta.num_dense
+            )));
+        }
+        let kinds = map.columns.iter().cloned().collect();
+        let b = Bundle {
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            dir: dir.to_path_buf(),
+            meta,
+            map,
+            kinds,
+            module,
+            device,
+        };
+        // Warm up: the first forwards of a TorchScript module are slow.
+        let (ids, dense) = b.map.encode_row(|_| RawValue::Missing);
+        for _ in 0..3 {
+            b.forward(&ids, &dense, 1)?;
+        }
+        Ok(b)
+    }
+
+    /// Probabilities of `rows` encoded rows.
+    pub fn forward(&self, ids: &[i32], dense: &[f32], rows: usize) -> Result<Vec<f32>> {
+        let _guard = tch::no_grad_guard();
+        let (nf, nd) = (self.map.num_fields() as i64, self.map.num_dense() as i64);
+        let ids = Tensor::from_slice(ids)
+            .view([rows as i64, nf])
+            .to_kind(Kind::Int64)
+            .to(self.device);
+        let dense = Tensor::from_slice(dense)
+            .view([rows as i64, nd])
+            .to(self.device);
+        let p = self
+            .module
+            .forward_ts(&[ids, dense])
+            .map_err(|e| DataError::Invalid(format!("{}: libtorch: {e}", self.dir.display())))?;
+        Vec::<f32>::try_from(p.to(Device::Cpu))
+            .map_err(|e| DataError::Invalid(format!("{}: libtorch: {e}", self.dir.display())))
+    }
+
+    /// Validate and encode one instance. Unknown fields and wrong types are
+    /// errors naming the field; absent fields and `null` are missing values.
+    pub fn encode(
+        &self,
+        obj: &Map<String, Value>,
+        skip: &[&str],
+    ) -> ApiResult<(Vec<i32>, Vec<f32>)> {
+        let mut vals: HashMap<&str, RawValue> = HashMap::with_capacity(obj.len());
+        for (k, v) in obj {
+            if skip.contains(&k.as_str()) {
+                continue;
+            }
+            let Some(kind) = self.kinds.get(k) else {
+                let mut known: Vec<&str> = self.kinds.keys().map(|s| s.as_str()).collect();
+                known.sort_unstable();
+                return Err(ApiError::bad(
+                    k,
+                    format!(
+                        "unknown field `{k}`; model {} reads: {}",
+                        self.name,
+                        known.join(", ")
+                    ),
+                ));
+            };
+            vals.insert(k.as_str(), raw_value(k, *kind, v)?);
+        }
+        Ok(self
+            .map
+            .encode_row(|c| vals.get(c).copied().unwrap_or(RawValue::Missing)))
+    }
+}
+
+fn raw_value<'a>(field: &str, kind: ColumnKind, v: &'a Value) -> ApiResult<RawValue<'a>> {
+    let wrong = |want: &str| {
+        ApiError::bad(
+            field,
+            format!("field `{field}`: expected {want}, got {}", type_name(v)),
+        )
+    };
+    Ok(match (kind, v) {
+        (_, Value::Null) => RawValue::Missing,
+        (ColumnKind::Categorical, Value::String(s)) if s.is_empty() => RawValue::Missing,
+        (ColumnKind::Categorical, Value::String(s)) => RawValue::Str(s),
+        (ColumnKind::Categorical, Value::Number(n)) => match n.as_i64() {
+            Some(i) => RawValue::Int(i),
+            None => RawValue::Float(n.as_f64().ok_or_else(|| wrong("a string or number"))?),
+        },
+        (ColumnKind::Categorical, _) => return Err(wrong("a string or number")),
+        (ColumnKind::Integer, Value::Number(n)) => match n.as_i64() {
+            Some(i) => RawValue::Int(i),
+            None => match n.as_f64() {
+                Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => RawValue::Int(x as i64),
+                _ => return Err(wrong("an integer")),
+            },
+        },
+        (ColumnKind::Integer, _) => return Err(wrong("an integer")),
+        (ColumnKind::Float, Value::Number(n)) => match n.as_f64() {
+            Some(x) if x.is_finite() => RawValue::Float(x),
+            _ => return Err(wrong("a finite number")),
+        },
+        (ColumnKind::Float, _) => return Err(wrong("a number")),
+        (ColumnKind::Timestamp, Value::String(s)) => match parse_rfc3339(s) {
+            Some(secs) => RawValue::TimeMs(secs * 1000),
+            None => {
+                return Err(ApiError::bad(
+                    field,
+                    format!("field `{field}`: {s:?} is not an RFC 3339 time"),
+                ))
+            }
+        },
+        (ColumnKind::Timestamp, Value::Number(n)) => match n.as_i64() {
+            Some(secs) if secs.abs() < 1 << 40 => RawValue::TimeMs(secs * 1000),
+            _ => return Err(wrong("RFC 3339 text or unix seconds")),
+        },
+        (ColumnKind::Timestamp, _) => return Err(wrong("RFC 3339 text or unix seconds")),
+        (_, _) => return Err(wrong("nothing (the model does not read this column)")),
+    })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// An error answer: a status and a JSON body naming the field at fault.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: Status,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+pub type ApiResult<T> = std::result::Result<T, ApiError>;
+
+impl ApiError {
+    fn bad(field: &str, message: String) -> Self {
+        ApiError {
+            status: Status::BadRequest,
+            field: Some(field.to_string()),
+            message,
+        }
+    }
+    fn new(status: Status, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            field: None,
+            message: message.into(),
+        }
+    }
+    fn answer(&self) -> (Status, Json<Value>) {
+        (
+            self.status,
+            Json(json!({"error": self.message, "field": self.field, "status": self.status.code})),
+        )
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of inference threads fed through a channel.
+pub struct Pool {
+    tx: crossbeam_channel::Sender<Job>,
+    pub workers: usize,
+}
+
+impl Pool {
+    pub fn new(workers: usize) -> Pool {
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        for i in 0..workers.max(1) {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("inference-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        job();
+                    }
+                });
+        }
+        Pool {
+            tx,
+            workers: workers.max(1),
+        }
+    }
+
+    /// Run `f` on an inference thread and wait for it without blocking the
+    /// async worker.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        let (tx, rx) = rocket::tokio::sync::oneshot::channel();
+        self.tx
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| ApiError::new(Status::ServiceUnavailable, "the inference pool is gone"))?;
+        rx.await
+            .map_err(|_| ApiError::new(Status::InternalServerError, "an inference thread failed"))
+    }
+}
+
+/// Upper bounds of the latency histogram, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
+];
+/// Upper bounds of the batch-size histogram.
+const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 8.0, 32.0, 100.0, 250.0, 500.0, 1000.0];
+
+#[derive(Default, Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    n: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], x: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; bounds.len()];
+        }
+        for (c, b) in self.counts.iter_mut().zip(bounds) {
+            if x <= *b {
+                *c += 1;
+            }
+        }
+        self.sum += x;
+        self.n += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str, bounds: &[f64]) {
+        use std::fmt::Write;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, b) in bounds.iter().enumerate() {
+            let c = self.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.n);
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.n);
+    }
+}
+
+/// Counters behind `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    batch: Mutex<Histogram>,
+    predictions: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl Metrics {
+    fn record(&self, route: &str, status: u16, seconds: f64) {
+        if let Ok(mut r) = self.requests.lock() {
+            *r.entry((route.to_string(), status)).or_default() += 1;
+        }
+        if let Ok(mut l) = self.latency.lock() {
+            l.entry(route.to_string())
+                .or_default()
+                .observe(&LATENCY_BUCKETS, seconds);
+        }
+    }
+
+    fn predicted(&self, b: &Bundle, rows: usize) {
+        if let Ok(mut h) = self.batch.lock() {
+            h.observe(&BATCH_BUCKETS, rows as f64);
+        }
+        if let Ok(mut p) = self.predictions.lock() {
+            *p.entry((b.name.clone(), b.version.clone())).or_default() += rows as u64;
+        }
+    }
+
+    fn render(&self, bundles: &[Arc<Bundle>]) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        out.push_str("# HELP ctr_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE ctr_requests_total counter\n");
+        if let Ok(r) = self.requests.lock() {
+            for ((route, status), n) in r.iter() {
+                let _ = writeln!(
+                    out,
+                    "ctr_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP ctr_request_seconds Request latency by route.\n");
+        out.push_str("# TYPE ctr_request_seconds histogram\n");
+        if let Ok(l) = self.latency.lock() {
+            for (route, h) in l.iter() {
+                h.render(
+                    &mut out,
+                    "ctr_request_seconds",
+                    &format!("route=\"{route}\""),
+                    &LATENCY_BUCKETS,
+                );
+            }
+        }
+        out.push_str("# HELP ctr_batch_rows Rows per model forward.\n");
+        out.push_str("# TYPE ctr_batch_rows histogram\n");
+        if let Ok(h) = self.batch.lock() {
+            h.render(&mut out, "ctr_batch_rows", "", &BATCH_BUCKETS);
+        }
+        out.push_str("# HELP ctr_predictions_total Rows predicted by model and version.\n");
+        out.push_str("# TYPE ctr_predictions_total counter\n");
+        if let Ok(p) = self.predictions.lock() {
+            for ((m, v), n) in p.iter() {
+                let _ = writeln!(
+                    out,
+                    "ctr_predictions_total{{model=\"{m}\",version=\"{v}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP ctr_model_loaded Loaded model versions (1 each).\n");
+        out.push_str("# TYPE ctr_model_loaded gauge\n");
+        for b in bundles {
+            let _ = writeln!(
+                out,
+                "ctr_model_loaded{{model=\"{}\",version=\"{}\",kind=\"{}\"}} 1",
+                b.name, b.version, b.meta.model
+            );
+        }
+        out
+    }
+}
+
+/// The service's shared state.
+pub struct Server {
+    pub bundles: Vec<Arc<Bundle>>,
+    pub pool: Pool,
+    pub metrics: Metrics,
+    pub config: ServeConfig,
+    next_id: AtomicU64,
+    started: u64,
+}
+
+impl Server {
+    /// Load the bundles of `config.models` (a bundle that fails is reported
+    /// on stderr and skipped) and start the inference threads.
+    pub fn load(config: ServeConfig) -> Result<Server> {
+        let device = crate::device::resolve_device(&config.device).map_err(DataError::Invalid)?;
+        let dirs = bundle_dirs(&config.models, config.all_versions)?;
+        let mut bundles = Vec::new();
+        for dir in &dirs {
+            match Bundle::load(dir, device) {
+                Ok(b) => bundles.push(Arc::new(b)),
+                Err(e) => eprintln!("serve: skipping {}: {e}", dir.display()),
+            }
+        }
+        if bundles.is_empty() {
+            return Err(DataError::Invalid(format!(
+                "{}: no model bundle could be loaded ({} found); `ctr-dl export` writes them",
+                config.models.display(),
+                dirs.len()
+            )));
+        }
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let workers = if config.workers == 0 {
+            cores
+        } else {
+            config.workers
+        };
+        // Workers times intra-op threads stays within the cores.
+        tch::set_num_threads((cores / workers).max(1) as i32);
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(Server {
+            bundles,
+            pool: Pool::new(workers),
+            metrics: Metrics::default(),
+            config,
+            next_id: AtomicU64::new(0),
+            started,
+        })
+    }
+
+    /// The bundle a request names: by model name (default: the first loaded)
+    /// and version (default: the latest loaded of that name).
+    fn pick(&self, model: Option<&str>, version: Option<&str>) -> ApiResult<Arc<Bundle>> {
+        let candidates: Vec<&Arc<Bundle>> = match model {
+            Some(m) => self.bundles.iter().filter(|b| b.name == m).collect(),
+            None => {
+                let first = &self.bundles[0].name;
+                self.bundles.iter().filter(|b| &b.name == first).collect()
+            }
+        };
+        if candidates.is_empty() {
+            let names: Vec<&str> = self.bundles.iter().map(|b| b.name.as_str()).collect();
+            return Err(ApiError::bad(
+                "model",
+                format!(
+                    "no model {:?} is loaded (loaded: {})",
+                    model.unwrap_or(""),
+                    names.join(", ")
+                ),
+            ));
+        }
+        match version {
+            Some(v) => candidates
+                .into_iter()
+                .find(|b| b.version == v)
+                .cloned()
+                .ok_or_else(|| ApiError::bad("version", format!("version {v:?} is not loaded"))),
+            None => Ok(candidates
+                .into_iter()
+                .max_by(|a, b| version_order(&a.version, &b.version))
+                .cloned()
+                .expect("non-empty")),
+        }
+    }
+
+    fn request_id(&self) -> String {
+        format!(
+            "{:x}-{:06x}",
+            self.started,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    }
+}
+
+/// `<root>/<name>/<version>/` directories holding a `model.pt`: the latest
+/// version of each name, or every version.
+pub fn bundle_dirs(root: &Path, all_versions: bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let names = std::fs::read_dir(root).map_err(|e| DataError::io(root, e))?;
+    let mut names: Vec<PathBuf> = names
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    names.sort();
+    for name in names {
+        let mut versions: Vec<(String, PathBuf)> = std::fs::read_dir(&name)
+            .map_err(|e| DataError::io(&name, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("model.pt").is_file())
+            .filter_map(|p| Some((p.file_name()?.to_str()?.to_string(), p.clone())))
+            .filter(|(v, _)| !v.starts_with('.'))
+            .collect();
+        versions.sort_by(|a, b| version_order(&a.0, &b.0));
+        if all_versions {
+            out.extend(versions.into_iter().map(|v| v.1));
+        } else if let Some(last) = versions.pop() {
+            out.push(last.1);
+        }
+    }
+    Ok(out)
+}
+
+async fn read_body(data: Data<'_>, limit: u64) -> ApiResult<Value> {
+    let body = data
+        .open(limit.bytes())
+        .into_string()
+        .await
+        .map_err(|e| ApiError::new(Status::BadRequest, format!("reading the body: {e}")))?;
+    if !body.is_complete() {
+        return Err(ApiError::new(
+            Status::PayloadTooLarge,
+            format!("the body is over {limit} bytes"),
+        ));
+    }
+    serde_json::from_str(&body).map_err(|e| {
+        ApiError::new(
+            Status::BadRequest,
+            format!(
+                "malformed JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> ApiResult<Option<&'a str>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(Value::Number(_)) if key == "version" => Err(ApiError::bad(
+            key,
+            format!("field `{key}`: give the version as a string, e.g. \"1\""),
+        )),
+        Some(v) => Err(ApiError::bad(
+            key,
+            format!("field `{key}`: expected a string, got {}", type_name(v)),
+        )),
+    }
+}
+
+async fn predict(
+    server: &Server,
+    bundle: Arc<Bundle>,
+    ids: Vec<i32>,
+    dense: Vec<f32>,
+    rows: usize,
+) -> ApiResult<Vec<f32>> {
+    let b = bundle.clone();
+    let p = server
+        .pool
+        .run(move || b.forward(&ids, &dense, rows))
+        .await?
+        .map_err(|e| ApiError::new(Status::InternalServerError, e.to_string()))?;
+    server.metrics.predicted(&bundle, rows);
+    Ok(p)
+}
+
+#[rocket::post("/predict_ctr", data = "<data>")]
+async fn predict_ctr(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<Value>) {
+    let r: ApiResult<Value> = async {
+        let body = read_body(data, server.config.max_body_bytes).await?;
+        let Value::Object(obj) = body else {
+            return Err(ApiError::new(
+                Status::BadRequest,
+                "the body must be a JSON object of raw fields",
+            ));
+        };
+        let bundle = server.pick(str_field(&obj, "model")?, str_field(&obj, "version")?)?;
+        let (ids, dense) = bundle.encode(&obj, &["model", "version"])?;
+        let p = predict(server, bundle.clone(), ids, dense, 1).await?[0];
+        Ok(json!({
+            "predicted_ctr": p,
+            "probability": p,
+            "model": bundle.name,
+            "version": bundle.version,
+            "request_id": server.request_id(),
+        }))
+    }
+    .await;
+    match r {
+        Ok(v) => (Status::Ok, Json(v)),
+        Err(e) => e.answer(),
+    }
+}
+
+#[rocket::post("/batch_predict", data = "<data>")]
+async fn batch_predict(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<Value>) {
+    let r: ApiResult<Value> = async {
+        let body = read_body(data, server.config.max_body_bytes).await?;
+        let Value::Object(obj) = body else {
+            return Err(ApiError::new(
+                Status::BadRequest,
+                "the body must be a JSON object {\"instances\": [...]}",
+            ));
+        };
+        for k in obj.keys() {
+            if !["instances", "model", "version"].contains(&k.as_str()) {
+                return Err(ApiError::bad(
+                    k,
+                    format!("unknown field `{k}`; a batch holds `instances`, `model`, `version`"),
+                ));
+            }
+        }
+        let instances = match obj.get("instances") {
+            Some(Value::Array(a)) => a,
+            Some(v) => {
+                return Err(ApiError::bad(
+                    "instances",
+                    format!("field `instances`: expected an array, got {}", type_name(v)),
+                ))
+            }
+            None => {
+                return Err(ApiError::bad(
+                    "instances",
+                    "field `instances` is missing".into(),
+                ))
+            }
+        };
+        if instances.is_empty() {
+            return Err(ApiError::bad("instances", "`instances` is empty".into()));
+        }
+        let max = server.config.max_batch;
+        if instances.len() > max {
+            return Err(ApiError::new(
+                Status::PayloadTooLarge,
+                format!("{} instances; at most {max} per batch", instances.len()),
+            ));
+        }
+        let bundle = server.pick(str_field(&obj, "model")?, str_field(&obj, "version")?)?;
+        let (nf, nd) = (bundle.map.num_fields(), bundle.map.num_dense());
+        let mut ids = Vec::with_capacity(instances.len() * nf);
+        let mut dense = Vec::with_capacity(instances.len() * nd);
+        for (i, inst) in instances.iter().enumerate() {
+            let Value::Object(o) = inst else {
+                return Err(ApiError::bad(
+                    &format!("instances[{i}]"),
+                    format!(
+                        "instances[{i}]: expected an object, got {}",
+                        type_name(inst)
+                    ),
+                ));
+            };
+            let (a, b) = bundle.encode(o, &[]).map_err(|mut e| {
+                e.message = format!("instances[{i}]: {}", e.message);
+                e.field = e.field.map(|f| format!("instances[{i}].{f}"));
+                e
+            })?;
+            ids.extend(a);
+            dense.extend(b);
+        }
+        let n = instances.len();
+        let p = predict(server, bundle.clone(), ids, dense, n).await?;
+        Ok(json!({
+            "predictions": p,
+            "model": bundle.name,
+            "version": bundle.version,
+            "request_id": server.request_id(),
+        }))
+    }
+    .await;
+    match r {
+        Ok(v) => (Status::Ok, Json(v)),
+        Err(e) => e.answer(),
+    }
+}
+
+#[rocket::get("/health")]
+fn health(server: &State<Arc<Server>>) -> Json<Value> {
+    Json(json!({
+        "status": "ready",
+        "models": server.bundles.iter().map(|b| format!("{}/{}", b.name, b.version)).collect::<Vec<_>>(),
+    }))
+}
+
+#[rocket::get("/model_info")]
+fn model_info(server: &State<Arc<Server>>) -> Json<Value> {
+    let models: Vec<Value> = server
+        .bundles
+        .iter()
+        .map(|b| {
+            json!({
+                "name": b.name,
+                "version": b.version,
+                "kind": b.meta.model,
+                "dir": b.dir,
+                "device": format!("{:?}", b.device),
+                "run": b.meta.run,
+                "created": b.meta.created,
+                "train_commit": b.meta.train_commit,
+                "parameters": b.meta.parameters,
+                "fields": b.map.columns.iter().map(|(c, k)| json!({"name": c, "kind": format!("{k:?}").to_lowercase()})).collect::<Vec<_>>(),
+                "num_fields": b.map.num_fields(),
+                "num_dense": b.map.num_dense(),
+                "metrics": b.meta.metrics,
+            })
+        })
+        .collect();
+    Json(json!({"models": models, "workers": server.pool.workers}))
+}
+
+#[rocket::get("/metrics")]
+fn metrics(server: &State<Arc<Server>>) -> (ContentType, String) {
+    (
+        ContentType::new("text", "plain").with_params(("version", "0.0.4")),
+        server.metrics.render(&server.bundles),
+    )
+}
+
+#[rocket::catch(default)]
+fn catch_all(status: Status, req: &Request<'_>) -> Json<Value> {
+    Json(json!({
+        "error": format!("{} {}: {}", req.method(), req.uri().path(), status.reason_lossy()),
+        "field": null,
+        "status": status.code,
+    }))
+}
+
+/// Request counts and latency per route, for `/metrics`.
+struct RequestMetrics(Arc<Server>);
+
+#[rocket::async_trait]
+impl Fairing for RequestMetrics {
+    fn info(&self) -> Info {
+        Info {
+            name: "request metrics",
+            kind: FairingKind::Request | FairingKind::Response,
+        }
+    }
+
+    async fn on_request(&self, req: &mut Request<'_>, _: &mut Data<'_>) {
+        req.local_cache(Instant::now);
+    }
+
+    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        let start = req.local_cache(Instant::now);
+        let route = req
+            .route()
+            .map(|r| r.uri.path().to_string())
+            .unwrap_or_else(|| "unmatched".into());
+        self.0
+            .metrics
+            .record(&route, res.status().code, start.elapsed().as_secs_f64());
+    }
+}
+
+/// The Rocket instance serving `server` (bound to `config.address:port`).
+pub fn rocket(server: Arc<Server>) -> rocket::Rocket<rocket::Build> {
+    let figment = rocket::Config::figment()
+        .merge(("address", server.config.address.clone()))
+        .merge(("port", server.config.port))
+        .merge(("log_level", rocket::config::LogLevel::Critical))
+        .merge(("cli_colors", false));
+    rocket::custom(figment)
+        .manage(server.clone())
+        .attach(RequestMetrics(server))
+        .mount(
+            "/",
+            rocket::routes![predict_ctr, batch_predict, health, model_info, metrics],
+        )
+        .register("/", rocket::catchers![catch_all])
+}
+
+/// Load the bundles and serve until SIGINT or SIGTERM (in-flight requests
+/// finish first).
+pub fn serve(config: ServeConfig) -> Result<()> {
+    let server = Arc::new(Server::load(config)?);
+    for b in &server.bundles {
+        println!(
+            "serve: {}/{} ({}, {} fields) from {}",
+            b.name,
+            b.version,
+            b.meta.model,
+            b.map.num_fields(),
+            b.dir.display()
+        );
+    }
+    println!(
+        "serve: http://{}:{} ({} inference workers)",
+        server.config.address, server.config.port, server.pool.workers
+    );
+    rocket::execute(rocket(server).launch())
+        .map(|_| ())
+        .map_err(|e| DataError::Invalid(format!("the server stopped: {e}")))
+}

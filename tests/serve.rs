@@ -1,0 +1,275 @@
+//! The prediction service in process (Rocket's local client): no train/serve
+//! skew on raw test rows, bad input answered with 4xx naming the field, a
+//! broken bundle skipped while the others serve, and the info endpoints.
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, StringArray, TimestampMillisecondArray};
+use common::{experiment, lock, quiet, read_split, simulate_small};
+use ctr_dl::data::writer::Split;
+use ctr_dl::features::map::FeatureMap;
+use ctr_dl::serve::server::{rocket, Server};
+use ctr_dl::serve::{export, ExportOptions, ServeConfig};
+use ctr_dl::train::{load_run, train};
+use rocket::http::Status;
+use rocket::local::blocking::Client;
+use serde_json::{json, Value};
+use tch::{Device, Kind, Tensor};
+
+/// Train a small DeepFM on simulated data and export it under `models`.
+fn trained_bundle(dir: &Path, models: &Path) -> std::path::PathBuf {
+    let data = dir.join("sim");
+    simulate_small(&data, 20_000, 41);
+    let cfg = experiment(dir, &data, "deepfm", &["train.epochs=1"]);
+    let report = train(&cfg, &quiet("serve")).unwrap();
+    export(&ExportOptions {
+        models_root: models.to_path_buf(),
+        ..ExportOptions::new(&report.run_dir)
+    })
+    .unwrap();
+    report.run_dir
+}
+
+fn client(models: &Path, tweak: impl FnOnce(&mut ServeConfig)) -> Client {
+    let mut config = ServeConfig {
+        models: models.to_path_buf(),
+        workers: 1,
+        ..ServeConfig::default()
+    };
+    tweak(&mut config);
+    let server = Arc::new(Server::load(config).unwrap());
+    Client::tracked(rocket(server)).unwrap()
+}
+
+fn post(c: &Client, path: &str, body: &str) -> (Status, Value) {
+    let r = c.post(path).body(body).dispatch();
+    let status = r.status();
+    let text = r.into_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
+}
+
+#[test]
+fn served_probabilities_equal_the_offline_ones_on_raw_test_rows() {
+    let _turn = lock();
+    let d = tempfile::tempdir().unwrap();
+    let models = d.path().join("models");
+    let run_dir = trained_bundle(d.path(), &models);
+    let c = client(&models, |_| {});
+
+    // Offline: the training-side encoder on the raw test shard and the trained model.
+    let test = read_split(&d.path().join("sim"), Split::Test);
+    let n = 200.min(test.num_rows());
+    let test = test.slice(0, n);
+    let map = FeatureMap::load(&run_dir.join("features.json")).unwrap();
+    let enc = map.encode_batch(&test).unwrap();
+    let (_, _, _, net) = load_run(&run_dir, Device::Cpu).unwrap();
+    let want: Vec<f64> = {
+        let _g = tch::no_grad_guard();
+        let ids = Tensor::from_slice(&enc.ids)
+            .view([n as i64, map.num_fields() as i64])
+            .to_kind(Kind::Int64);
+        let dense = Tensor::from_slice(&enc.dense).view([n as i64, map.num_dense() as i64]);
+        let p = net.model.forward_t(&ids, &dense, false).sigmoid();
+        Vec::try_from(p.to_kind(Kind::Double)).unwrap()
+    };
+
+    // The same rows as a client sends them: strings, time as RFC 3339 text on
+    // even rows and unix seconds on odd rows.
+    let rows: Vec<Value> = (0..n)
+        .map(|r| {
+            let mut o = serde_json::Map::new();
+            for (i, f) in test.schema().fields().iter().enumerate() {
+                let col = test.column(i);
+                if col.is_null(r) {
+                    continue;
+                }
+                let name = f.name().as_str();
+                if let Some(s) = col.as_any().downcast_ref::<StringArray>() {
+                    o.insert(name.into(), json!(s.value(r)));
+                } else if let Some(t) = col.as_any().downcast_ref::<TimestampMillisecondArray>() {
+                    let secs = t.value(r) / 1000;
+                    let v = if r % 2 == 0 {
+                        json!(chrono::DateTime::from_timestamp(secs, 0)
+                            .unwrap()
+                            .to_rfc3339())
+                    } else {
+                        json!(secs)
+                    };
+                    o.insert(name.into(), v);
+                }
+            }
+            Value::Object(o)
+        })
+        .collect();
+
+    let mut worst = 0f64;
+    for (r, row) in rows.iter().enumerate().take(40) {
+        let (s, v) = post(&c, "/predict_ctr", &row.to_string());
+        assert_eq!(s, Status::Ok, "{v}");
+        assert_eq!(v["predicted_ctr"], v["probability"]);
+        assert_eq!(
+            (v["model"].as_str(), v["version"].as_str()),
+            (Some("deepfm"), Some("1"))
+        );
+        worst = worst.max((v["predicted_ctr"].as_f64().unwrap() - want[r]).abs());
+    }
+    let (s, v) = post(
+        &c,
+        "/batch_predict",
+        &json!({ "instances": rows }).to_string(),
+    );
+    assert_eq!(s, Status::Ok, "{v}");
+    let got = v["predictions"].as_array().unwrap();
+    assert_eq!(got.len(), n);
+    for (g, w) in got.iter().zip(&want) {
+        worst = worst.max((g.as_f64().unwrap() - w).abs());
+    }
+    assert!(worst <= 1e-6, "served vs offline: {worst}");
+    let spread =
+        want.iter().cloned().fold(0.0, f64::max) - want.iter().cloned().fold(1.0, f64::min);
+    assert!(spread > 1e-3, "the model predicts more than a constant");
+}
+
+#[test]
+fn bad_input_gets_4xx_naming_the_field_and_broken_bundles_are_skipped() {
+    let _turn = lock();
+    let d = tempfile::tempdir().unwrap();
+    let models = d.path().join("models");
+    trained_bundle(d.path(), &models);
+    // A bundle that cannot load sits beside the good one.
+    let broken = models.join("broken/1");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("model.pt"), b"not a model").unwrap();
+    let c = client(&models, |c| {
+        c.max_batch = 3;
+        c.max_body_bytes = 4096;
+    });
+
+    let cases: [(&str, &str, Status, Option<&str>); 11] = [
+        (
+            "/predict_ctr",
+            r#"{"user_id": "u1", "colour": "red"}"#,
+            Status::BadRequest,
+            Some("colour"),
+        ),
+        (
+            "/predict_ctr",
+            r#"{"user_id": true}"#,
+            Status::BadRequest,
+            Some("user_id"),
+        ),
+        (
+            "/predict_ctr",
+            r#"{"user_id": [1]}"#,
+            Status::BadRequest,
+            Some("user_id"),
+        ),
+        (
+            "/predict_ctr",
+            r#"{"time": "yesterday"}"#,
+            Status::BadRequest,
+            Some("time"),
+        ),
+        (
+            "/predict_ctr",
+            r#"{"user_id": NaN}"#,
+            Status::BadRequest,
+            None,
+        ),
+        (
+            "/predict_ctr",
+            r#"{"user_id": "u1""#,
+            Status::BadRequest,
+            None,
+        ),
+        ("/predict_ctr", r#"["u1"]"#, Status::BadRequest, None),
+        (
+            "/predict_ctr",
+            r#"{"model": "nope"}"#,
+            Status::BadRequest,
+            Some("model"),
+        ),
+        (
+            "/batch_predict",
+            r#"{"instances": []}"#,
+            Status::BadRequest,
+            Some("instances"),
+        ),
+        (
+            "/batch_predict",
+            r#"{"instances": [{}, {}, {}, {}]}"#,
+            Status::PayloadTooLarge,
+            None,
+        ),
+        (
+            "/batch_predict",
+            r#"{"instances": [{"user_id": "u1"}, {"ad_id": 3.5, "site_id": {}}]}"#,
+            Status::BadRequest,
+            Some("instances[1].site_id"),
+        ),
+    ];
+    for (path, body, status, field) in cases {
+        let (s, v) = post(&c, path, body);
+        assert_eq!(s, status, "{path} {body}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+        if let Some(f) = field {
+            assert_eq!(v["field"].as_str(), Some(f), "{body}: {v}");
+        }
+    }
+    let big = format!(r#"{{"user_id": "{}"}}"#, "x".repeat(5000));
+    assert_eq!(post(&c, "/predict_ctr", &big).0, Status::PayloadTooLarge);
+
+    // Unseen values and absent fields are not errors; the server still serves.
+    let (s, v) = post(
+        &c,
+        "/predict_ctr",
+        r#"{"user_id": "never-seen", "ad_id": 12345}"#,
+    );
+    assert_eq!(s, Status::Ok, "{v}");
+    let (s, v) = post(&c, "/predict_ctr", "{}");
+    assert_eq!(s, Status::Ok, "{v}");
+    assert_eq!(
+        post(&c, "/predict_ctr", r#"{"version": "1"}"#).0,
+        Status::Ok
+    );
+    assert_eq!(
+        post(&c, "/predict_ctr", r#"{"version": "7"}"#).0,
+        Status::BadRequest
+    );
+
+    let health: Value =
+        serde_json::from_str(&c.get("/health").dispatch().into_string().unwrap()).unwrap();
+    assert_eq!(health["status"], "ready");
+    assert_eq!(
+        health["models"],
+        json!(["deepfm/1"]),
+        "the broken bundle is skipped"
+    );
+    let info: Value =
+        serde_json::from_str(&c.get("/model_info").dispatch().into_string().unwrap()).unwrap();
+    let m = &info["models"][0];
+    assert_eq!(m["kind"], "deepfm");
+    assert!(m["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "user_id"));
+    assert!(m["metrics"]["test"]["auc"].as_f64().is_some());
+    let metrics = c.get("/metrics").dispatch().into_string().unwrap();
+    assert!(
+        metrics.contains(r#"ctr_requests_total{route="/predict_ctr",status="400"} 9"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"ctr_requests_total{route="/predict_ctr",status="413"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"ctr_model_loaded{model="deepfm",version="1",kind="deepfm"} 1"#));
+    assert!(metrics.contains("ctr_request_seconds_bucket{route=\"/predict_ctr\",le=\"+Inf\"}"));
+    assert!(metrics.contains("ctr_batch_rows_count"));
+}
