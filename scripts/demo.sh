@@ -41,4 +41,35 @@ $bin eval --run "runs/$run" --split test
 
 echo "== runs so far"
 $bin compare runs
-echo "demo finished: datasets in $out/, the run in runs/$run (tensorboard --logdir runs)"
+
+echo "== export it as a TorchScript bundle"
+$bin export --run "runs/$run"
+
+echo "== serve it and ask for one prediction"
+port=${PORT:-8765}
+$bin serve --models models --port "$port" --workers 1 > "$out/serve.log" 2>&1 &
+server=$!
+python3 - "$port" <<'PY'
+import json, sys, time, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+for _ in range(600):
+    try:
+        health = json.load(urllib.request.urlopen(base + "/health", timeout=1))
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("serve did not answer /health within 60 s")
+print("GET /health ->", json.dumps(health))
+row = {"user_id": "u17", "user_age": "25-34", "user_gender": "female", "ad_id": "a3",
+       "ad_category": "cat4", "device": "mobile", "os": "android", "placement": "in_feed",
+       "site_id": "s11", "site_category": "scat2", "time": "2026-01-09T20:15:00Z"}
+req = urllib.request.Request(base + "/predict_ctr", data=json.dumps(row).encode(),
+                             headers={"Content-Type": "application/json"})
+print("POST /predict_ctr", json.dumps(row))
+print("  ->", json.dumps(json.load(urllib.request.urlopen(req, timeout=5))))
+PY
+kill -TERM "$server"
+wait "$server"
+echo "server stopped cleanly"
+echo "demo finished: datasets in $out/, the run in runs/$run (tensorboard --logdir runs), the bundle in models/deepfm/"
