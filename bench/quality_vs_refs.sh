@@ -8,7 +8,7 @@
 #   DATA=data/criteo_x4 bench/quality_vs_refs.sh  # a converted real download
 #
 # DATA is a dataset converted by `ctr-dl convert` (for Criteo:
-# `--format criteo --split random --seed 2018 --ratios 0.8,0.1,0.1`, the x4
+# `--format criteo --split random --seed 2018 --ratios 0.8 0.1 0.1`, the x4
 # split). Without it, ROWS (default 1,000,000) Criteo-shaped lines are simulated
 # and converted with that split. Features follow experiments/criteo/deepfm.toml
 # (integers bucketed by floor(ln(x)^2), min count 10); the references read
@@ -29,7 +29,7 @@ if [ -z "$data" ]; then
   if [ ! -f "$data/dataset.json" ]; then
     $bin simulate --rows "$rows" --format criteo-tsv --out "$dir/tsv-$rows" --overwrite --quiet >/dev/null
     $bin convert --format criteo --input "$dir/tsv-$rows/train.txt" --out "$data" \
-      --split random --seed 2018 --ratios 0.8,0.1,0.1 --overwrite --quiet >/dev/null
+      --split random --seed 2018 --ratios 0.8 0.1 0.1 --overwrite --quiet >/dev/null
   fi
 fi
 sets=(--set "data.path=\"$data\"" --set "output.runs=\"$dir/runs\"" --set "output.checkpoints=\"$dir/checkpoints\""
