@@ -152,6 +152,10 @@ pub struct ServeArgs {
     /// Load every version of each model, not only the latest.
     #[arg(long)]
     pub all_versions: bool,
+    /// Prediction log: a SQLite file, postgres://user@host:port/db, or off
+    /// [default: logs/predictions.sqlite].
+    #[arg(long)]
+    pub predlog: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -422,6 +426,9 @@ fn run_serve(a: ServeArgs) -> Result<()> {
         c.workers = v;
     }
     c.all_versions |= a.all_versions;
+    if let Some(v) = a.predlog {
+        c.predlog = v;
+    }
     crate::serve::serve(c)?;
     Ok(())
 }

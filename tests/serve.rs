@@ -36,6 +36,7 @@ fn client(models: &Path, tweak: impl FnOnce(&mut ServeConfig)) -> Client {
     let mut config = ServeConfig {
         models: models.to_path_buf(),
         workers: 1,
+        predlog: "off".into(),
         ..ServeConfig::default()
     };
     tweak(&mut config);
@@ -272,4 +273,147 @@ fn bad_input_gets_4xx_naming_the_field_and_broken_bundles_are_skipped() {
     assert!(metrics.contains(r#"ctr_model_loaded{model="deepfm",version="1",kind="deepfm"} 1"#));
     assert!(metrics.contains("ctr_request_seconds_bucket{route=\"/predict_ctr\",le=\"+Inf\"}"));
     assert!(metrics.contains("ctr_batch_rows_count"));
+}
+
+/// Send 5 single requests and one batch of 3; the answers as (request id, probability).
+fn send_eight(c: &Client) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    for i in 0..5 {
+        let (s, v) = post(
+            c,
+            "/predict_ctr",
+            &format!(r#"{{"user_id": "u{i}", "ad_id": "a7", "model": "deepfm"}}"#),
+        );
+        assert_eq!(s, Status::Ok, "{v}");
+        out.push((
+            v["request_id"].as_str().unwrap().to_string(),
+            v["probability"].as_f64().unwrap(),
+        ));
+    }
+    let (s, v) = post(
+        c,
+        "/batch_predict",
+        r#"{"instances": [{"user_id": "u1"}, {"ad_id": "a2"}, {}]}"#,
+    );
+    assert_eq!(s, Status::Ok, "{v}");
+    for p in v["predictions"].as_array().unwrap() {
+        out.push((
+            v["request_id"].as_str().unwrap().to_string(),
+            p.as_f64().unwrap(),
+        ));
+    }
+    out
+}
+
+/// The PostgreSQL of the prediction-log test (scripts/postgres.sh starts it).
+fn postgres_url() -> String {
+    std::env::var("CTR_DL_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+#[test]
+fn every_prediction_is_logged_to_sqlite_and_to_postgres() {
+    let _turn = lock();
+    let d = tempfile::tempdir().unwrap();
+    let models = d.path().join("models");
+    trained_bundle(d.path(), &models);
+    let table = format!("predlog_test_{}", std::process::id());
+    let sqlite = d.path().join("logs/predictions.sqlite");
+    for target in [sqlite.display().to_string(), postgres_url()] {
+        let config = ServeConfig {
+            models: models.clone(),
+            workers: 1,
+            predlog: target.clone(),
+            predlog_table: table.clone(),
+            ..ServeConfig::default()
+        };
+        let server = Arc::new(Server::load(config).unwrap());
+        let c = Client::tracked(rocket(server.clone())).unwrap();
+        let sent = send_eight(&c);
+        // Shutdown writes everything queued.
+        let log = server.predlog.as_ref().unwrap();
+        log.close();
+        assert_eq!(
+            log.stats.written.load(std::sync::atomic::Ordering::Relaxed),
+            8,
+            "{target}"
+        );
+        let rows: Vec<(String, f64, String, String)> = if target.starts_with("postgres") {
+            let mut pg = postgres::Client::connect(&postgres_url(), postgres::NoTls).unwrap();
+            let rows = pg
+                .query(
+                    &format!("SELECT request_id, probability, fields::text, model FROM {table}"),
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect();
+            pg.batch_execute(&format!("DROP TABLE {table}")).unwrap();
+            rows
+        } else {
+            let db = rusqlite::Connection::open(&sqlite).unwrap();
+            let mut st = db
+                .prepare(&format!(
+                    "SELECT request_id, probability, fields, model FROM {table}"
+                ))
+                .unwrap();
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        assert_eq!(rows.len(), 8, "{target}");
+        for (id, p) in &sent {
+            assert!(
+                rows.iter()
+                    .any(|r| &r.0 == id && (r.1 - p).abs() < 1e-7 && r.3 == "deepfm"),
+                "{target}: {id} {p} not in {rows:?}"
+            );
+        }
+        let first: Value =
+            serde_json::from_str(&rows.iter().find(|r| r.0 == sent[0].0).unwrap().2).unwrap();
+        assert_eq!(
+            first,
+            json!({"user_id": "u0", "ad_id": "a7"}),
+            "{target}: fields without model/version"
+        );
+    }
+}
+
+#[test]
+fn a_database_that_is_down_never_stops_serving() {
+    let _turn = lock();
+    let d = tempfile::tempdir().unwrap();
+    let models = d.path().join("models");
+    trained_bundle(d.path(), &models);
+    let config = ServeConfig {
+        models: models.clone(),
+        workers: 1,
+        // Nothing listens on port 1.
+        predlog: "postgres://postgres@127.0.0.1:1/test".into(),
+        predlog_queue: 2,
+        ..ServeConfig::default()
+    };
+    let server = Arc::new(Server::load(config).unwrap());
+    let c = Client::tracked(rocket(server.clone())).unwrap();
+    for _ in 0..3 {
+        send_eight(&c);
+    }
+    let metrics = c.get("/metrics").dispatch().into_string().unwrap();
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ctr_predlog_dropped_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 24 predictions; the queue and the writer's batch hold 2 each.
+    assert!(dropped >= 20, "{metrics}");
+    assert!(metrics.contains("ctr_predlog_written_total 0"));
+    let log = server.predlog.as_ref().unwrap();
+    log.close_within(std::time::Duration::from_millis(100));
+    assert_eq!(
+        log.stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        24
+    );
 }

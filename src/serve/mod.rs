@@ -1,6 +1,8 @@
 //! From a trained run to predictions outside training: [`export`] writes a
-//! TorchScript model bundle, [`server`] serves bundles over HTTP.
+//! TorchScript model bundle, [`server`] serves bundles over HTTP and
+//! [`predlog`] logs what it predicts.
 pub mod export;
+pub mod predlog;
 pub mod server;
 
 pub use export::{export, BundleMetadata, ExportOptions, ExportReport};

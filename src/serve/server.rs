@@ -22,6 +22,7 @@ use serde_json::{json, Map, Value};
 use tch::{CModule, Device, Kind, Tensor};
 
 use super::export::BundleMetadata;
+use super::predlog::{PredLog, Record, Target};
 use crate::data::io::read_json;
 use crate::data::parse::parse_rfc3339;
 use crate::data::schema::ColumnKind;
@@ -46,6 +47,13 @@ pub struct ServeConfig {
     pub max_batch: usize,
     /// The largest request body, in bytes (larger: 413).
     pub max_body_bytes: u64,
+    /// The prediction log: a SQLite file path (or `sqlite:PATH`), a
+    /// `postgres://` URL, or `off`.
+    pub predlog: String,
+    /// Its table.
+    pub predlog_table: String,
+    /// Records the log's queue holds before new ones are dropped (and counted).
+    pub predlog_queue: usize,
 }
 
 impl Default for ServeConfig {
@@ -59,6 +67,9 @@ impl Default for ServeConfig {
             workers: 0,
             max_batch: 1000,
             max_body_bytes: 1 << 20,
+            predlog: "logs/predictions.sqlite".into(),
+            predlog_table: "predictions".into(),
+            predlog_queue: 100_000,
         }
     }
 }
@@ -383,7 +394,7 @@ impl Metrics {
         }
     }
 
-    fn render(&self, bundles: &[Arc<Bundle>]) -> String {
+    fn render(&self, bundles: &[Arc<Bundle>], predlog: Option<&PredLog>) -> String {
         use std::fmt::Write;
         let mut out = String::new();
         out.push_str("# HELP ctr_requests_total HTTP requests by route and status.\n");
@@ -432,6 +443,27 @@ impl Metrics {
                 b.name, b.version, b.meta.model
             );
         }
+        if let Some(log) = predlog {
+            let st = &log.stats;
+            let _ = write!(
+                out,
+                "# HELP ctr_predlog_queued Prediction-log records waiting to be written.\n\
+                 # TYPE ctr_predlog_queued gauge\nctr_predlog_queued {}\n\
+                 # HELP ctr_predlog_capacity Size of the prediction-log queue.\n\
+                 # TYPE ctr_predlog_capacity gauge\nctr_predlog_capacity {}\n\
+                 # HELP ctr_predlog_written_total Prediction-log records written.\n\
+                 # TYPE ctr_predlog_written_total counter\nctr_predlog_written_total {}\n\
+                 # HELP ctr_predlog_dropped_total Prediction-log records dropped (queue full or database down).\n\
+                 # TYPE ctr_predlog_dropped_total counter\nctr_predlog_dropped_total {}\n\
+                 # HELP ctr_predlog_write_errors_total Failed connections and writes of the prediction log.\n\
+                 # TYPE ctr_predlog_write_errors_total counter\nctr_predlog_write_errors_total {}\n",
+                log.queued(),
+                log.capacity,
+                st.written.load(Ordering::Relaxed),
+                st.dropped.load(Ordering::Relaxed),
+                st.write_errors.load(Ordering::Relaxed),
+            );
+        }
         out
     }
 }
@@ -442,6 +474,7 @@ pub struct Server {
     pub pool: Pool,
     pub metrics: Metrics,
     pub config: ServeConfig,
+    pub predlog: Option<PredLog>,
     next_id: AtomicU64,
     started: u64,
 }
@@ -480,10 +513,19 @@ impl Server {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let predlog = match config.predlog.as_str() {
+            "" | "off" | "none" => None,
+            t => Some(PredLog::start(
+                Target::parse(t),
+                &config.predlog_table,
+                config.predlog_queue,
+            )?),
+        };
         Ok(Server {
             bundles,
             pool: Pool::new(workers),
             metrics: Metrics::default(),
+            predlog,
             config,
             next_id: AtomicU64::new(0),
             started,
@@ -531,6 +573,40 @@ impl Server {
             self.started,
             self.next_id.fetch_add(1, Ordering::Relaxed)
         )
+    }
+}
+
+impl Server {
+    /// Queue predictions for the log (a no-op when it is off).
+    fn log(
+        &self,
+        b: &Bundle,
+        request_id: &str,
+        rows: &[(&Map<String, Value>, f32)],
+        started: Instant,
+    ) {
+        let Some(log) = &self.predlog else { return };
+        let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+        let time_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        for (fields, p) in rows {
+            let fields: Map<String, Value> = fields
+                .iter()
+                .filter(|(k, _)| k.as_str() != "model" && k.as_str() != "version")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            log.log(Record {
+                request_id: request_id.to_string(),
+                time_ms,
+                model: b.name.clone(),
+                version: b.version.clone(),
+                fields: Value::Object(fields).to_string(),
+                probability: *p as f64,
+                latency_ms,
+            });
+        }
     }
 }
 
@@ -627,6 +703,7 @@ async fn predict(
 
 #[rocket::post("/predict_ctr", data = "<data>")]
 async fn predict_ctr(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<Value>) {
+    let started = Instant::now();
     let r: ApiResult<Value> = async {
         let body = read_body(data, server.config.max_body_bytes).await?;
         let Value::Object(obj) = body else {
@@ -638,12 +715,14 @@ async fn predict_ctr(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Js
         let bundle = server.pick(str_field(&obj, "model")?, str_field(&obj, "version")?)?;
         let (ids, dense) = bundle.encode(&obj, &["model", "version"])?;
         let p = predict(server, bundle.clone(), ids, dense, 1).await?[0];
+        let id = server.request_id();
+        server.log(&bundle, &id, &[(&obj, p)], started);
         Ok(json!({
             "predicted_ctr": p,
             "probability": p,
             "model": bundle.name,
             "version": bundle.version,
-            "request_id": server.request_id(),
+            "request_id": id,
         }))
     }
     .await;
@@ -655,6 +734,7 @@ async fn predict_ctr(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Js
 
 #[rocket::post("/batch_predict", data = "<data>")]
 async fn batch_predict(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<Value>) {
+    let started = Instant::now();
     let r: ApiResult<Value> = async {
         let body = read_body(data, server.config.max_body_bytes).await?;
         let Value::Object(obj) = body else {
@@ -720,11 +800,18 @@ async fn batch_predict(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, 
         }
         let n = instances.len();
         let p = predict(server, bundle.clone(), ids, dense, n).await?;
+        let id = server.request_id();
+        let rows: Vec<(&Map<String, Value>, f32)> = instances
+            .iter()
+            .filter_map(|v| v.as_object())
+            .zip(p.iter().copied())
+            .collect();
+        server.log(&bundle, &id, &rows, started);
         Ok(json!({
             "predictions": p,
             "model": bundle.name,
             "version": bundle.version,
-            "request_id": server.request_id(),
+            "request_id": id,
         }))
     }
     .await;
@@ -765,14 +852,20 @@ fn model_info(server: &State<Arc<Server>>) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({"models": models, "workers": server.pool.workers}))
+    Json(json!({
+        "models": models,
+        "workers": server.pool.workers,
+        "predlog": server.predlog.as_ref().map(|l| json!({"target": l.target.describe(), "table": l.table})),
+    }))
 }
 
 #[rocket::get("/metrics")]
 fn metrics(server: &State<Arc<Server>>) -> (ContentType, String) {
     (
         ContentType::new("text", "plain").with_params(("version", "0.0.4")),
-        server.metrics.render(&server.bundles),
+        server
+            .metrics
+            .render(&server.bundles, server.predlog.as_ref()),
     )
 }
 
@@ -845,10 +938,30 @@ pub fn serve(config: ServeConfig) -> Result<()> {
         );
     }
     println!(
-        "serve: http://{}:{} ({} inference workers)",
-        server.config.address, server.config.port, server.pool.workers
+        "serve: http://{}:{} ({} inference workers), prediction log: {}",
+        server.config.address,
+        server.config.port,
+        server.pool.workers,
+        server
+            .predlog
+            .as_ref()
+            .map_or("off".to_string(), |l| format!(
+                "{} table {}",
+                l.target.describe(),
+                l.table
+            ))
     );
-    rocket::execute(rocket(server).launch())
+    let result = rocket::execute(rocket(server.clone()).launch());
+    // In-flight requests have finished: write what the log still holds.
+    if let Some(log) = &server.predlog {
+        log.close();
+        println!(
+            "serve: stopped; prediction log: {} written, {} dropped",
+            log.stats.written.load(Ordering::Relaxed),
+            log.stats.dropped.load(Ordering::Relaxed)
+        );
+    }
+    result
         .map(|_| ())
         .map_err(|e| DataError::Invalid(format!("the server stopped: {e}")))
 }
