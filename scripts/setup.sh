@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 TORCH_VERSION=2.13.0
 PY=${PYTHON:-python3}
+# TORCH_INDEX_URL picks another wheel index, e.g. the CPU-only build for the
+# CPU container: https://download.pytorch.org/whl/cpu
 
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo is not installed (https://rustup.rs)" >&2
@@ -32,6 +34,9 @@ PYEOF
 if ! have "torch==$TORCH_VERSION" pyarrow scikit-learn tensorboard; then
   echo "setup: installing torch==$TORCH_VERSION, pyarrow, scikit-learn, tensorboard into .venv (a few minutes the first time)"
   .venv/bin/python -m pip install --quiet --upgrade pip
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then
+    .venv/bin/python -m pip install --quiet --index-url "$TORCH_INDEX_URL" "torch==$TORCH_VERSION"
+  fi
   .venv/bin/python -m pip install --quiet "torch==$TORCH_VERSION" pyarrow scikit-learn tensorboard
 fi
 site=$(.venv/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))')
