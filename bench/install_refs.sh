@@ -10,6 +10,8 @@
 #                        h5py, pydantic) serve its own data pipeline, which the
 #                        script does not use (it stubs those imports); only pyyaml
 #                        and tqdm are needed.
+#   fastapi 0.165.0, uvicorn 0.54.0: the serving reference of bench/serve_speed.py.
+#   oha 1.16.0 (cargo install): the load generator of bench/serve_speed.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -17,6 +19,9 @@ DEEPCTR_TORCH=0.3.0
 FUXICTR=2.3.10
 PYYAML=6.0.3
 TQDM=4.70.1
+FASTAPI=0.165.0
+UVICORN=0.54.0
+OHA=1.16.0
 
 if [ ! -x "$PY" ] || ! "$PY" -c 'import torch, numpy, sklearn' 2>/dev/null; then
   echo "install_refs: .venv with torch, numpy and scikit-learn is missing: run scripts/setup.sh first" >&2
@@ -45,7 +50,15 @@ if ! have "fuxictr==$FUXICTR" "pyyaml==$PYYAML" tqdm; then
   "$PY" -m pip install --quiet "pyyaml==$PYYAML" "tqdm==$TQDM"
   "$PY" -m pip install --quiet --no-deps "fuxictr==$FUXICTR"
 fi
+if ! have "fastapi==$FASTAPI" "uvicorn==$UVICORN"; then
+  echo "install_refs: installing fastapi==$FASTAPI uvicorn==$UVICORN"
+  "$PY" -m pip install --quiet "fastapi==$FASTAPI" "uvicorn==$UVICORN" "$torch_pin"
+fi
+if ! oha --version 2>/dev/null | grep -q "$OHA"; then
+  echo "install_refs: installing oha $OHA (cargo install, a few minutes)"
+  cargo install --quiet --locked --version "$OHA" oha
+fi
 # Import check through the scripts themselves (they carry the run-time patches).
 "$PY" bench/deepctr_torch_speed.py --help >/dev/null
 "$PY" bench/fuxictr_quality.py --help >/dev/null
-echo "install_refs: deepctr-torch $DEEPCTR_TORCH and fuxictr $FUXICTR ready in .venv"
+echo "install_refs: deepctr-torch $DEEPCTR_TORCH, fuxictr $FUXICTR, fastapi $FASTAPI, uvicorn $UVICORN in .venv; oha $OHA"
