@@ -397,8 +397,12 @@ impl Metrics {
     fn render(&self, bundles: &[Arc<Bundle>], predlog: Option<&PredLog>) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        out.push_str("# HELP ctr_requests_total HTTP requests by route and status.\n");
-        out.push_str("# TYPE ctr_requests_total counter\n");
+        family(
+            &mut out,
+            "ctr_requests_total",
+            "counter",
+            "HTTP requests by route and status.",
+        );
         if let Ok(r) = self.requests.lock() {
             for ((route, status), n) in r.iter() {
                 let _ = writeln!(
@@ -407,8 +411,12 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP ctr_request_seconds Request latency by route.\n");
-        out.push_str("# TYPE ctr_request_seconds histogram\n");
+        family(
+            &mut out,
+            "ctr_request_seconds",
+            "histogram",
+            "Request latency by route.",
+        );
         if let Ok(l) = self.latency.lock() {
             for (route, h) in l.iter() {
                 h.render(
@@ -419,13 +427,21 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP ctr_batch_rows Rows per model forward.\n");
-        out.push_str("# TYPE ctr_batch_rows histogram\n");
+        family(
+            &mut out,
+            "ctr_batch_rows",
+            "histogram",
+            "Rows per model forward.",
+        );
         if let Ok(h) = self.batch.lock() {
             h.render(&mut out, "ctr_batch_rows", "", &BATCH_BUCKETS);
         }
-        out.push_str("# HELP ctr_predictions_total Rows predicted by model and version.\n");
-        out.push_str("# TYPE ctr_predictions_total counter\n");
+        family(
+            &mut out,
+            "ctr_predictions_total",
+            "counter",
+            "Rows predicted by model and version.",
+        );
         if let Ok(p) = self.predictions.lock() {
             for ((m, v), n) in p.iter() {
                 let _ = writeln!(
@@ -434,8 +450,12 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP ctr_model_loaded Loaded model versions (1 each).\n");
-        out.push_str("# TYPE ctr_model_loaded gauge\n");
+        family(
+            &mut out,
+            "ctr_model_loaded",
+            "gauge",
+            "Loaded model versions (1 each).",
+        );
         for b in bundles {
             let _ = writeln!(
                 out,
@@ -445,27 +465,51 @@ impl Metrics {
         }
         if let Some(log) = predlog {
             let st = &log.stats;
-            let _ = write!(
-                out,
-                "# HELP ctr_predlog_queued Prediction-log records waiting to be written.\n\
-                 # TYPE ctr_predlog_queued gauge\nctr_predlog_queued {}\n\
-                 # HELP ctr_predlog_capacity Size of the prediction-log queue.\n\
-                 # TYPE ctr_predlog_capacity gauge\nctr_predlog_capacity {}\n\
-                 # HELP ctr_predlog_written_total Prediction-log records written.\n\
-                 # TYPE ctr_predlog_written_total counter\nctr_predlog_written_total {}\n\
-                 # HELP ctr_predlog_dropped_total Prediction-log records dropped (queue full or database down).\n\
-                 # TYPE ctr_predlog_dropped_total counter\nctr_predlog_dropped_total {}\n\
-                 # HELP ctr_predlog_write_errors_total Failed connections and writes of the prediction log.\n\
-                 # TYPE ctr_predlog_write_errors_total counter\nctr_predlog_write_errors_total {}\n",
-                log.queued(),
-                log.capacity,
-                st.written.load(Ordering::Relaxed),
-                st.dropped.load(Ordering::Relaxed),
-                st.write_errors.load(Ordering::Relaxed),
-            );
+            let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+            for (name, kind, help, value) in [
+                (
+                    "ctr_predlog_queued",
+                    "gauge",
+                    "Prediction-log records waiting to be written.",
+                    log.queued() as u64,
+                ),
+                (
+                    "ctr_predlog_capacity",
+                    "gauge",
+                    "Size of the prediction-log queue.",
+                    log.capacity as u64,
+                ),
+                (
+                    "ctr_predlog_written_total",
+                    "counter",
+                    "Prediction-log records written.",
+                    load(&st.written),
+                ),
+                (
+                    "ctr_predlog_dropped_total",
+                    "counter",
+                    "Prediction-log records dropped (queue full or database down).",
+                    load(&st.dropped),
+                ),
+                (
+                    "ctr_predlog_write_errors_total",
+                    "counter",
+                    "Failed connections and writes of the prediction log.",
+                    load(&st.write_errors),
+                ),
+            ] {
+                family(&mut out, name, kind, help);
+                let _ = writeln!(out, "{name} {value}");
+            }
         }
         out
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a metric family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// The service's shared state.
