@@ -138,8 +138,19 @@ pub fn compare(paths: &[PathBuf]) -> Result<Vec<RunRow>> {
 /// The table as text.
 pub fn render(rows: &[RunRow]) -> String {
     let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.5}"));
+    // The text columns are as wide as their longest value.
+    let width = |head: &str, cell: fn(&RunRow) -> &str| {
+        rows.iter()
+            .map(|r| cell(r).chars().count())
+            .fold(head.len(), usize::max)
+    };
+    let (wr, wm, ws) = (
+        width("run", |r| &r.run),
+        width("model", |r| &r.model),
+        width("settings", |r| &r.settings),
+    );
     let mut out = format!(
-        "{:<32} {:<10} {:<44} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}\n",
+        "{:<wr$} {:<wm$} {:<ws$} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}\n",
         "run",
         "model",
         "settings",
@@ -153,7 +164,7 @@ pub fn render(rows: &[RunRow]) -> String {
     );
     for r in rows {
         out += &format!(
-            "{:<32} {:<10} {:<44} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8.1} {:>9.0}{}\n",
+            "{:<wr$} {:<wm$} {:<ws$} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8.1} {:>9.0}{}\n",
             r.run,
             r.model,
             r.settings,
