@@ -27,18 +27,7 @@ if [ ! -x "$PY" ] || ! "$PY" -c 'import torch, numpy, sklearn' 2>/dev/null; then
   echo "install_refs: .venv with torch, numpy and scikit-learn is missing: run scripts/setup.sh first" >&2
   exit 1
 fi
-have() { "$PY" - "$@" <<'PYEOF'
-import importlib.metadata as m, sys
-for spec in sys.argv[1:]:
-    name, _, version = spec.partition("==")
-    try:
-        got = m.version(name)
-    except m.PackageNotFoundError:
-        sys.exit(1)
-    if version and got.split("+")[0] != version:
-        sys.exit(1)
-PYEOF
-}
+have() { "$PY" scripts/venv_has.py "$@"; }
 torch_pin="torch==$("$PY" -c 'import importlib.metadata as m; print(m.version("torch").split("+")[0])')"
 if ! have "deepctr-torch==$DEEPCTR_TORCH" tqdm; then
   echo "install_refs: installing deepctr-torch==$DEEPCTR_TORCH"

@@ -19,18 +19,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-have() { .venv/bin/python - "$@" <<'PYEOF'
-import importlib.metadata as m, sys
-for spec in sys.argv[1:]:
-    name, _, version = spec.partition("==")
-    try:
-        got = m.version(name)
-    except m.PackageNotFoundError:
-        sys.exit(1)
-    if version and got.split("+")[0] != version:
-        sys.exit(1)
-PYEOF
-}
+have() { .venv/bin/python scripts/venv_has.py "$@"; }
 if ! have "torch==$TORCH_VERSION" pyarrow scikit-learn tensorboard; then
   echo "setup: installing torch==$TORCH_VERSION, pyarrow, scikit-learn, tensorboard into .venv (a few minutes the first time)"
   .venv/bin/python -m pip install --quiet --upgrade pip

@@ -27,23 +27,7 @@ fn small() -> SimConfig {
 }
 
 fn run(out: &Path, rows: u64, seed: u64, config: SimConfig, split: SplitMode) -> DatasetManifest {
-    let opts = SimulateOptions {
-        rows,
-        out: out.to_path_buf(),
-        seed,
-        config,
-        format: SimFormat::Parquet,
-        split,
-        ratios: [0.8, 0.1, 0.1],
-        writer: WriterOptions {
-            shard_rows: 20_000,
-            row_group_rows: 8192,
-        },
-        overwrite: false,
-        progress: false,
-    };
-    simulate(&opts).unwrap();
-    DatasetManifest::load(out).unwrap()
+    common::simulate_into(out, rows, seed, config, split)
 }
 
 #[test]

@@ -364,20 +364,41 @@ impl Histogram {
     }
 }
 
+/// A counter family: one count per label set (`route="/health",status="200"`).
+#[derive(Default)]
+struct Counters(Mutex<BTreeMap<String, u64>>);
+
+impl Counters {
+    fn add(&self, labels: String, n: u64) {
+        if let Ok(mut c) = self.0.lock() {
+            *c.entry(labels).or_default() += n;
+        }
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        use std::fmt::Write;
+        family(out, name, "counter", help);
+        if let Ok(c) = self.0.lock() {
+            for (labels, n) in c.iter() {
+                let _ = writeln!(out, "{name}{{{labels}}} {n}");
+            }
+        }
+    }
+}
+
 /// Counters behind `/metrics`.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    requests: Counters,
     latency: Mutex<BTreeMap<String, Histogram>>,
     batch: Mutex<Histogram>,
-    predictions: Mutex<BTreeMap<(String, String), u64>>,
+    predictions: Counters,
 }
 
 impl Metrics {
     fn record(&self, route: &str, status: u16, seconds: f64) {
-        if let Ok(mut r) = self.requests.lock() {
-            *r.entry((route.to_string(), status)).or_default() += 1;
-        }
+        self.requests
+            .add(format!("route=\"{route}\",status=\"{status}\""), 1);
         if let Ok(mut l) = self.latency.lock() {
             l.entry(route.to_string())
                 .or_default()
@@ -389,28 +410,20 @@ impl Metrics {
         if let Ok(mut h) = self.batch.lock() {
             h.observe(&BATCH_BUCKETS, rows as f64);
         }
-        if let Ok(mut p) = self.predictions.lock() {
-            *p.entry((b.name.clone(), b.version.clone())).or_default() += rows as u64;
-        }
+        self.predictions.add(
+            format!("model=\"{}\",version=\"{}\"", b.name, b.version),
+            rows as u64,
+        );
     }
 
     fn render(&self, bundles: &[Arc<Bundle>], predlog: Option<&PredLog>) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        family(
+        self.requests.render(
             &mut out,
             "ctr_requests_total",
-            "counter",
             "HTTP requests by route and status.",
         );
-        if let Ok(r) = self.requests.lock() {
-            for ((route, status), n) in r.iter() {
-                let _ = writeln!(
-                    out,
-                    "ctr_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
-            }
-        }
         family(
             &mut out,
             "ctr_request_seconds",
@@ -436,20 +449,11 @@ impl Metrics {
         if let Ok(h) = self.batch.lock() {
             h.render(&mut out, "ctr_batch_rows", "", &BATCH_BUCKETS);
         }
-        family(
+        self.predictions.render(
             &mut out,
             "ctr_predictions_total",
-            "counter",
             "Rows predicted by model and version.",
         );
-        if let Ok(p) = self.predictions.lock() {
-            for ((m, v), n) in p.iter() {
-                let _ = writeln!(
-                    out,
-                    "ctr_predictions_total{{model=\"{m}\",version=\"{v}\"}} {n}"
-                );
-            }
-        }
         family(
             &mut out,
             "ctr_model_loaded",

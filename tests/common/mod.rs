@@ -82,27 +82,24 @@ pub fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         .unwrap_or_else(|| panic!("column {name} has another type"))
 }
 
-/// A small simulated dataset (a world small enough that 40k rows teach a model
-/// something) written to `out`.
-pub fn simulate_small(out: &Path, rows: u64, seed: u64) {
-    use ctr_dl::data::simulate::{simulate, SimConfig, SimFormat, SimulateOptions};
-    use ctr_dl::data::split::SplitMode;
+/// Simulate `rows` impressions of `config` into `out` (Parquet, 8:1:1 split,
+/// 20k-row shards) and return the manifest.
+pub fn simulate_into(
+    out: &Path,
+    rows: u64,
+    seed: u64,
+    config: ctr_dl::data::simulate::SimConfig,
+    split: ctr_dl::data::split::SplitMode,
+) -> ctr_dl::data::manifest::DatasetManifest {
+    use ctr_dl::data::simulate::{simulate, SimFormat, SimulateOptions};
     use ctr_dl::data::writer::WriterOptions;
-    let config = SimConfig {
-        users: 2_000,
-        ads: 300,
-        campaigns: 100,
-        advertisers: 40,
-        sites: 100,
-        ..SimConfig::default()
-    };
     simulate(&SimulateOptions {
         rows,
         out: out.to_path_buf(),
         seed,
         config,
         format: SimFormat::Parquet,
-        split: SplitMode::Random,
+        split,
         ratios: [0.8, 0.1, 0.1],
         writer: WriterOptions {
             shard_rows: 20_000,
@@ -112,6 +109,27 @@ pub fn simulate_small(out: &Path, rows: u64, seed: u64) {
         progress: false,
     })
     .unwrap();
+    ctr_dl::data::manifest::DatasetManifest::load(out).unwrap()
+}
+
+/// A small simulated dataset (a world small enough that 40k rows teach a model
+/// something) written to `out`.
+pub fn simulate_small(out: &Path, rows: u64, seed: u64) {
+    let config = ctr_dl::data::simulate::SimConfig {
+        users: 2_000,
+        ads: 300,
+        campaigns: 100,
+        advertisers: 40,
+        sites: 100,
+        ..Default::default()
+    };
+    simulate_into(
+        out,
+        rows,
+        seed,
+        config,
+        ctr_dl::data::split::SplitMode::Random,
+    );
 }
 
 /// libtorch's random generator is global to the process: tests that train
