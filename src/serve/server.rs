@@ -693,6 +693,22 @@ pub fn bundle_dirs(root: &Path, all_versions: bool) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// 200 with the value, or the error's status and JSON.
+fn answer(r: ApiResult<Value>) -> (Status, Json<Value>) {
+    match r {
+        Ok(v) => (Status::Ok, Json(v)),
+        Err(e) => e.answer(),
+    }
+}
+
+/// The body as a JSON object; `shape` says what it should have been.
+async fn read_object(data: Data<'_>, limit: u64, shape: &str) -> ApiResult<Map<String, Value>> {
+    match read_body(data, limit).await? {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(ApiError::new(Status::BadRequest, shape)),
+    }
+}
+
 async fn read_body(data: Data<'_>, limit: u64) -> ApiResult<Value> {
     let body = data
         .open(limit.bytes())
@@ -753,13 +769,12 @@ async fn predict(
 async fn predict_ctr(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<Value>) {
     let started = Instant::now();
     let r: ApiResult<Value> = async {
-        let body = read_body(data, server.config.max_body_bytes).await?;
-        let Value::Object(obj) = body else {
-            return Err(ApiError::new(
-                Status::BadRequest,
-                "the body must be a JSON object of raw fields",
-            ));
-        };
+        let obj = read_object(
+            data,
+            server.config.max_body_bytes,
+            "the body must be a JSON object of raw fields",
+        )
+        .await?;
         let bundle = server.pick(str_field(&obj, "model")?, str_field(&obj, "version")?)?;
         let (ids, dense) = bundle.encode(&obj, &["model", "version"])?;
         let p = predict(server, bundle.clone(), ids, dense, 1).await?[0];
@@ -774,23 +789,19 @@ async fn predict_ctr(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Js
         }))
     }
     .await;
-    match r {
-        Ok(v) => (Status::Ok, Json(v)),
-        Err(e) => e.answer(),
-    }
+    answer(r)
 }
 
 #[rocket::post("/batch_predict", data = "<data>")]
 async fn batch_predict(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<Value>) {
     let started = Instant::now();
     let r: ApiResult<Value> = async {
-        let body = read_body(data, server.config.max_body_bytes).await?;
-        let Value::Object(obj) = body else {
-            return Err(ApiError::new(
-                Status::BadRequest,
-                "the body must be a JSON object {\"instances\": [...]}",
-            ));
-        };
+        let obj = read_object(
+            data,
+            server.config.max_body_bytes,
+            "the body must be a JSON object {\"instances\": [...]}",
+        )
+        .await?;
         for k in obj.keys() {
             if !["instances", "model", "version"].contains(&k.as_str()) {
                 return Err(ApiError::bad(
@@ -863,10 +874,7 @@ async fn batch_predict(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, 
         }))
     }
     .await;
-    match r {
-        Ok(v) => (Status::Ok, Json(v)),
-        Err(e) => e.answer(),
-    }
+    answer(r)
 }
 
 #[rocket::get("/health")]
