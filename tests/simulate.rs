@@ -273,3 +273,59 @@ fn bad_simulator_config_is_reported_with_its_path() {
         "the shipped config documents the defaults"
     );
 }
+
+/// The hours the time column spans, and the share of impressions whose user
+/// saw the same ad in the 24 hours before: the density that drives fatigue.
+fn span_and_repeats(out: &Path, rows: u64, cfg: SimConfig) -> (f64, f64) {
+    run(out, rows, 8, cfg, SplitMode::Time);
+    let mut events: Vec<(i64, String, String)> = Vec::new();
+    for s in Split::ALL {
+        let b = read_split(out, s);
+        let t = common::col::<TimestampMillisecondArray>(&b, "time");
+        let u = common::col::<StringArray>(&b, "user_id");
+        let a = common::col::<StringArray>(&b, "ad_id");
+        for i in 0..b.num_rows() {
+            events.push((t.value(i), u.value(i).into(), a.value(i).into()));
+        }
+    }
+    events.sort();
+    let span = (events.last().unwrap().0 - events[0].0) as f64 / 3.6e6;
+    let mut last: std::collections::HashMap<(&str, &str), i64> = Default::default();
+    let mut repeats = 0u64;
+    for (t, u, a) in &events {
+        if let Some(prev) = last.insert((u.as_str(), a.as_str()), *t) {
+            repeats += (t - prev < 86_400_000) as u64;
+        }
+    }
+    (span, repeats as f64 / events.len() as f64)
+}
+
+#[test]
+fn more_rows_cover_more_days_of_the_same_world() {
+    let d = tempfile::tempdir().unwrap();
+    let rate = SimConfig {
+        rows_per_day: 5_000,
+        ..small()
+    };
+    let (h1, r1) = span_and_repeats(&d.path().join("a"), 40_000, rate.clone());
+    let (h4, r4) = span_and_repeats(&d.path().join("b"), 160_000, rate);
+    // 8 and 32 days of traffic.
+    assert!((191.0..192.0).contains(&h1), "span {h1} h");
+    assert!((767.0..768.0).contains(&h4), "span {h4} h");
+    // Four times the rows in a fixed span are four times as dense: many more
+    // repeat impressions within a day, so more fatigue.
+    let fixed = SimConfig {
+        days: Some(8),
+        ..small()
+    };
+    let (_, f4) = span_and_repeats(&d.path().join("c"), 160_000, fixed);
+    eprintln!("repeats within 24 h: {r1} (8 days), {r4} (32 days), {f4} (4x rows in 8 days)");
+    assert!(
+        f4 > 1.5 * r1.max(r4),
+        "repeats {f4} in a fixed span vs {r1}, {r4}"
+    );
+    // At a fixed rate the share stays near the shorter sample's (users'
+    // memories fill up over the first weeks, and retargeting then draws on
+    // older ads, so it drifts down a little, never up).
+    assert!(r4 <= r1 && r4 > 0.6 * r1, "repeats {r1} vs {r4}");
+}

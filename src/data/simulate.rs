@@ -15,8 +15,10 @@
 //! Popularity is Zipf-like: the k-th most popular user, ad and site has weight
 //! `1 / k^exponent`, and popularity ranks are shuffled against ids.
 //!
-//! Impressions come in time order over `days` days with daily and weekly
-//! traffic cycles. Each draws a user, then a device (the user's home device
+//! Impressions come in time order with daily and weekly traffic cycles, at
+//! `rows_per_day` impressions a day (at least one week; `days` fixes the span
+//! instead), so a larger sample has the same density of repeat impressions
+//! and comes from the same world. Each draws a user, then a device (the user's home device
 //! with probability `home_device_prob`), a site and placement, and an ad: with
 //! probability `retarget_prob` one the user has seen recently, else by
 //! popularity. Its click probability is `p = sigmoid(alpha + z)` with
@@ -69,7 +71,11 @@ use crate::rng::{AliasTable, Rng};
 #[serde(deny_unknown_fields, default)]
 pub struct SimConfig {
     pub seed: u64,
-    pub days: u32,
+    /// A fixed span in days; when absent the span follows the traffic rate.
+    pub days: Option<u32>,
+    /// Impressions per day when `days` is absent: more rows cover more days at
+    /// the same density, so a larger sample comes from the same world.
+    pub rows_per_day: u64,
     pub start: String,
     pub base_ctr: f64,
     pub users: usize,
@@ -105,7 +111,8 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             seed: 2018,
-            days: 14,
+            days: None,
+            rows_per_day: 71_429,
             start: "2026-01-05T00:00:00Z".into(),
             base_ctr: 0.03,
             users: 1_000_000,
@@ -164,7 +171,8 @@ impl SimConfig {
             ("site_categories", self.site_categories),
             ("latent_dim", self.latent_dim),
             ("memory", self.memory),
-            ("days", self.days as usize),
+            ("days", self.days.map_or(1, |d| d as usize)),
+            ("rows_per_day", self.rows_per_day as usize),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -196,6 +204,19 @@ impl SimConfig {
             return Err(format!("`start` is not an RFC 3339 time: {:?}", self.start));
         }
         Ok(())
+    }
+
+    /// Hours the time column spans for `rows` impressions: `days` when set,
+    /// else `rows / rows_per_day` days rounded to the hour and at least one
+    /// week, so every weekday occurs (1M rows span 14 days by default).
+    pub fn span_hours(&self, rows: u64) -> usize {
+        match self.days {
+            Some(d) => d as usize * 24,
+            None => {
+                let hours = (rows as f64 * 24.0 / self.rows_per_day as f64).round() as usize;
+                hours.max(7 * 24)
+            }
+        }
     }
 
     fn start_unix(&self) -> i64 {
@@ -419,7 +440,7 @@ fn traffic_weight(hour_of_day: u32, weekday: u32) -> f64 {
 
 impl<'w> Stream<'w> {
     fn new(w: &'w World, rows: u64, seed: u64) -> Self {
-        let hours = w.cfg.days as usize * 24;
+        let hours = w.cfg.span_hours(rows);
         let start = w.cfg.start_unix();
         let weights: Vec<f64> = (0..hours)
             .map(|h| {
@@ -834,6 +855,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
                 simulation: Some(serde_json::json!({
                     "seed": opts.seed,
                     "alpha": alpha,
+                    "span_hours": opts.config.span_hours(opts.rows),
                     "config": opts.config,
                     "truth_column": "p_click",
                     "true_metrics": {
