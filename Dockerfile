@@ -14,7 +14,7 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 ENV TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-RUN bash scripts/setup.sh && cargo build --release --locked --bin ctr-dl \
+RUN bash scripts/setup.sh && cargo build --release --locked --features lightgbm --bin ctr-dl \
  && mkdir -p /out/lib && cp target/release/ctr-dl /out/ \
  && cp -L .venv/libtorch/lib/*.so* /out/lib/
 

@@ -16,7 +16,7 @@ rows=${ROWS:-1000000}
 models=${MODELS:-lr deepfm dcn}
 data=${BENCH_DIR:-/tmp/ctr-dl-bench}/sim-$rows
 bin=target/release/ctr-dl
-[ -x "$bin" ] || cargo build --release --locked --all-targets
+[ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
 if [ ! -f "$data/dataset.json" ]; then
   /usr/bin/time -f "simulate: %e s, peak RSS %M KiB" \
     $bin simulate --rows "$rows" --out "$data" --overwrite --quiet >/dev/null

@@ -15,7 +15,7 @@ rows=${ROWS:-1000000}
 steps=${STEPS:-200}
 dir=${BENCH_DIR:-/tmp/ctr-dl-bench}/train-speed
 bin=target/release/ctr-dl
-[ -x "$bin" ] || cargo build --release --locked --all-targets
+[ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
 bash bench/install_refs.sh >/dev/null
 mkdir -p "$dir"
 if [ ! -f "$dir/criteo/dataset.json" ]; then

@@ -3,13 +3,14 @@
 # simulate ad impressions with a known click probability, convert a real
 # Criteo sample, print the data summaries, then train DeepFM on the simulated
 # impressions (experiments/deepfm.toml), evaluate it and compare it with the
-# truth. Datasets go to out/demo, runs to runs/ and checkpoints/ (all
+# truth and with the LightGBM baseline, render the report of both, then
+# export, serve and query DeepFM. Datasets go to out/demo, runs to runs/ and checkpoints/ (all
 # git-ignored). ROWS=... changes the simulated size (default 1,000,000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 # --all-targets: the same feature set as `cargo test`, so the two share one build.
-cargo build --release --locked --all-targets
+cargo build --release --locked --features lightgbm --all-targets
 bin=target/release/ctr-dl
 out=out/demo
 rows=${ROWS:-1000000}
@@ -39,8 +40,15 @@ $bin train --config experiments/deepfm.toml --set "data.path=\"$out/synthetic\""
 echo "== evaluate its best weights on test"
 $bin eval --run "runs/$run" --split test
 
+echo "== the LightGBM baseline on the same split (experiments/lightgbm.toml)"
+lgbm=demo-lightgbm-$(date -u +%Y%m%d-%H%M%S)
+$bin baseline --config experiments/lightgbm.toml --set "data.path=\"$out/synthetic\"" --run "$lgbm"
+
 echo "== runs so far"
-$bin compare runs
+$bin compare "runs/$run" "runs/$lgbm"
+
+echo "== the report of both (open $out/report/report.html)"
+$bin report --run "runs/$run" --run "runs/$lgbm" --out "$out/report"
 
 echo "== export it as a TorchScript bundle"
 $bin export --run "runs/$run"
@@ -72,4 +80,4 @@ PY
 kill -TERM "$server"
 wait "$server"
 echo "server stopped cleanly"
-echo "demo finished: datasets in $out/, the run in runs/$run (tensorboard --logdir runs), the bundle in models/deepfm/"
+echo "demo finished: datasets in $out/, the runs in runs/$run and runs/$lgbm (tensorboard --logdir runs), the report in $out/report/report.html, the bundle in models/deepfm/"

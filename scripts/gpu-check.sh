@@ -15,7 +15,7 @@ steps=${STEPS:-0}
 tol=${TOL:-0.005}
 out=out/gpu-check
 bin=target/release/ctr-dl
-[ -x "$bin" ] || { scripts/setup.sh && cargo build --release --locked --all-targets; }
+[ -x "$bin" ] || { scripts/setup.sh && cargo build --release --locked --features lightgbm --all-targets; }
 if ! $bin env | grep -q '"cuda_available": true'; then
   echo "gpu-check: no CUDA device visible to libtorch" >&2
   $bin env >&2

@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/postgres.sh
-cargo test --release --locked "$@"
+cargo test --release --locked --features lightgbm "$@"

@@ -1,7 +1,7 @@
 //! Command-line interface: raw arguments are parsed by clap, turned into the
 //! library's option structs here, and the results printed. Nothing else lives
 //! here: every command is a library call.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -43,10 +43,14 @@ pub enum Command {
     Preprocess(PreprocessArgs),
     /// Train a model: `ctr-dl train --config experiments/deepfm.toml`.
     Train(TrainArgs),
+    /// Train a baseline on the same splits: LightGBM (experiments/lightgbm.toml) or LR (experiments/lr.toml).
+    Baseline(BaselineArgs),
     /// Metrics of a run's best weights on a split (AUC, logloss, PR-AUC, NE, calibration).
     Eval(EvalArgs),
     /// A table of runs: model, settings, valid and test AUC and logloss, time.
     Compare(CompareArgs),
+    /// An HTML report of runs on one split: metrics, ROC/PR, calibration, importance, confusion, scores.
+    Report(ReportArgs),
     /// Export a run's best weights as a TorchScript bundle (model.pt, features.json, metadata.json).
     Export(ExportArgs),
     /// Serve model bundles over HTTP: /predict_ctr, /batch_predict, /health, /model_info, /metrics.
@@ -93,6 +97,42 @@ pub struct TrainArgs {
     /// Stop after this many steps, as if interrupted (for trying --resume).
     #[arg(long, hide = true)]
     pub stop_after_steps: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct BaselineArgs {
+    /// Experiment TOML with a `[lightgbm]` section, or `[model] kind = "lr"`.
+    #[arg(long)]
+    pub config: PathBuf,
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Run name (default: the experiment name and the UTC time).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Print only the final summary.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A run directory; repeat for several runs (all on the same split).
+    #[arg(long = "run", required = true)]
+    pub runs: Vec<PathBuf>,
+    /// The report directory (report.html, report.json, PNG figures); replaced if it exists.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Confusion-matrix threshold [default: the split's observed CTR].
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Fit a post-hoc calibrator on valid, save it with each run (calibration.json, used by export) and show both.
+    #[arg(long, value_enum)]
+    pub calibrate: Option<crate::eval::calibrate::Method>,
+    /// Rows of the split that permutation importance shuffles.
+    #[arg(long, default_value_t = 50_000)]
+    pub permutation_rows: usize,
 }
 
 #[derive(Args, Debug)]
@@ -287,8 +327,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Stats(a) => run_stats(a),
         Command::Preprocess(a) => run_preprocess(a),
         Command::Train(a) => run_train(a),
+        Command::Baseline(a) => run_baseline(a),
         Command::Eval(a) => run_eval(a),
         Command::Compare(a) => run_compare(a),
+        Command::Report(a) => run_report(a),
         Command::Export(a) => run_export(a),
         Command::Serve(a) => run_serve(a),
         Command::Env => run_env(),
@@ -297,14 +339,15 @@ pub fn run(cli: Cli) -> Result<()> {
 
 fn run_preprocess(a: PreprocessArgs) -> Result<()> {
     let e = &a.experiment;
-    let cfg = ExperimentConfig::load(&e.config, &e.set)?;
-    let ds = crate::features::prepare(
-        &cfg.data.path,
-        cfg.data.cache.as_deref(),
-        &cfg.features,
-        !e.quiet,
-    )
-    .with_context(|| format!("preprocessing {}", cfg.data.path.display()))?;
+    let (data, features) = if crate::gbdt::is_gbdt_experiment(&e.config)? {
+        let c = crate::gbdt::GbdtExperiment::load(&e.config, &e.set)?;
+        (c.data, c.features)
+    } else {
+        let c = ExperimentConfig::load(&e.config, &e.set)?;
+        (c.data, c.features)
+    };
+    let ds = crate::features::prepare(&data.path, data.cache.as_deref(), &features, !e.quiet)
+        .with_context(|| format!("preprocessing {}", data.path.display()))?;
     println!(
         "{} {} ({} categorical fields, {} embedding rows, {} dense inputs){}",
         if ds.reused { "reused" } else { "encoded" },
@@ -345,12 +388,62 @@ fn run_train(a: TrainArgs) -> Result<()> {
             }
             resume(dir, &opts).with_context(|| format!("resuming {}", dir.display()))?
         }
-        (None, Some(path)) => {
-            let cfg = ExperimentConfig::load(path, &a.set)?;
-            train(&cfg, &opts).with_context(|| format!("training {}", path.display()))?
-        }
+        (None, Some(path)) => train_experiment(path, &a.set, &opts, None)?,
         (None, None) => bail!("give --config EXPERIMENT.toml or --resume runs/RUN"),
     };
+    print_summary(&report);
+    Ok(())
+}
+
+fn run_baseline(a: BaselineArgs) -> Result<()> {
+    let opts = TrainOptions {
+        run: a.run.clone(),
+        progress: !a.quiet,
+        quiet: a.quiet,
+        stop_after_steps: None,
+    };
+    let report = train_experiment(&a.config, &a.set, &opts, Some(crate::models::ModelKind::Lr))?;
+    print_summary(&report);
+    Ok(())
+}
+
+/// Train an experiment file: LightGBM when it has `[lightgbm]`, else a deep
+/// model (of kind `only`, when given).
+fn train_experiment(
+    path: &Path,
+    set: &[String],
+    opts: &TrainOptions,
+    only: Option<crate::models::ModelKind>,
+) -> Result<crate::train::trainer::TrainReport> {
+    let what = || format!("training {}", path.display());
+    if crate::gbdt::is_gbdt_experiment(path)? {
+        let cfg = crate::gbdt::GbdtExperiment::load(path, set)?;
+        #[cfg(feature = "lightgbm")]
+        return crate::gbdt::train_gbdt(&cfg, opts).with_context(what);
+        #[cfg(not(feature = "lightgbm"))]
+        return Err(
+            anyhow::Error::new(crate::gbdt::not_built()).context(format!(
+                "training {} ({})",
+                path.display(),
+                cfg.name
+            )),
+        );
+    }
+    let cfg = ExperimentConfig::load(path, set)?;
+    if let Some(kind) = only {
+        if cfg.model.kind != kind {
+            bail!(
+                "{}: `ctr-dl baseline` trains LightGBM (a [lightgbm] section) or logistic regression \
+                 (model.kind = \"lr\"), not {}; train it with `ctr-dl train`",
+                path.display(),
+                cfg.model.kind.name()
+            );
+        }
+    }
+    train(&cfg, opts).with_context(what)
+}
+
+fn print_summary(report: &crate::train::trainer::TrainReport) {
     let m = &report.metrics;
     let t = &m.train;
     if !t.finished {
@@ -359,9 +452,22 @@ fn run_train(a: TrainArgs) -> Result<()> {
             t.steps,
             report.run_dir.display()
         );
-        return Ok(());
+        return;
     }
-    println!(
+    if m.model == crate::gbdt::LIGHTGBM {
+        println!(
+            "run {}: {} boosting rounds, {:.1}s{}",
+            report.run,
+            t.steps,
+            t.seconds,
+            if t.stopped_early {
+                ", stopped early"
+            } else {
+                ""
+            }
+        );
+    } else {
+        println!(
         "run {}: {} steps ({} full epoch(s)), {:.1}s, {:.0} samples/s (waiting on data {:.1}%){}",
         report.run,
         t.steps,
@@ -375,6 +481,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
             ""
         }
     );
+    }
     let line = |name: &str, x: &Option<Metrics>| {
         if let Some(x) = x {
             println!(
@@ -388,7 +495,11 @@ fn run_train(a: TrainArgs) -> Result<()> {
             );
         }
     };
-    println!("best at step {} (epoch {}):", m.best_step, m.best_epoch);
+    if m.model == crate::gbdt::LIGHTGBM {
+        println!("best at round {}:", m.best_step);
+    } else {
+        println!("best at step {} (epoch {}):", m.best_step, m.best_epoch);
+    }
     line("valid", &m.valid);
     line("test", &m.test);
     if let Some(truth) = &m.truth {
@@ -402,7 +513,6 @@ fn run_train(a: TrainArgs) -> Result<()> {
         report.run_dir.display(),
         report.checkpoint_dir.display()
     );
-    Ok(())
 }
 
 fn run_serve(a: ServeArgs) -> Result<()> {
@@ -430,6 +540,49 @@ fn run_serve(a: ServeArgs) -> Result<()> {
         c.predlog = v;
     }
     crate::serve::serve(c)?;
+    Ok(())
+}
+
+fn run_report(a: ReportArgs) -> Result<()> {
+    let opts = crate::eval::report::ReportOptions {
+        split: Split::parse(&a.split)?,
+        threshold: a.threshold,
+        calibrate: a.calibrate,
+        permutation_rows: a.permutation_rows,
+        ..crate::eval::report::ReportOptions::new(a.runs.clone(), &a.out)
+    };
+    let r = crate::eval::report::report(&opts).context("building the report")?;
+    println!(
+        "{} split: {} rows, CTR {:.5}",
+        r.split,
+        r.rows,
+        r.positives as f64 / r.rows.max(1) as f64
+    );
+    for run in &r.runs {
+        let m = &run.metrics;
+        println!(
+            "  {:<40} {:<10} AUC {}  logloss {:.5}  ECE {:.5}  top field {}",
+            run.run,
+            run.model,
+            m.auc.map_or("-".into(), |v| format!("{v:.5}")),
+            m.logloss,
+            m.ece,
+            run.permutation_importance
+                .first()
+                .map_or("-".into(), |(f, d)| format!("{f} (AUC -{d:.4})"))
+        );
+        if let Some(c) = &run.calibration {
+            println!(
+                "  {:<40} {:<10} logloss {:.5}  ECE {:.5} after {} calibration",
+                "", "", c.metrics.logloss, c.metrics.ece, c.method
+            );
+        }
+    }
+    println!(
+        "wrote {} ({} figures)",
+        a.out.join("report.html").display(),
+        r.figures.len()
+    );
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod features;
+pub mod gbdt;
 pub mod models;
 pub mod progress;
 pub mod rng;

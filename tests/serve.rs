@@ -6,7 +6,6 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, StringArray, TimestampMillisecondArray};
 use common::{experiment, lock, quiet, read_split, simulate_small};
 use ctr_dl::data::writer::Split;
 use ctr_dl::features::map::FeatureMap;
@@ -79,34 +78,7 @@ fn served_probabilities_equal_the_offline_ones_on_raw_test_rows() {
         Vec::try_from(p.to_kind(Kind::Double)).unwrap()
     };
 
-    // The same rows as a client sends them: strings, time as RFC 3339 text on
-    // even rows and unix seconds on odd rows.
-    let rows: Vec<Value> = (0..n)
-        .map(|r| {
-            let mut o = serde_json::Map::new();
-            for (i, f) in test.schema().fields().iter().enumerate() {
-                let col = test.column(i);
-                if col.is_null(r) {
-                    continue;
-                }
-                let name = f.name().as_str();
-                if let Some(s) = col.as_any().downcast_ref::<StringArray>() {
-                    o.insert(name.into(), json!(s.value(r)));
-                } else if let Some(t) = col.as_any().downcast_ref::<TimestampMillisecondArray>() {
-                    let secs = t.value(r) / 1000;
-                    let v = if r % 2 == 0 {
-                        json!(chrono::DateTime::from_timestamp(secs, 0)
-                            .unwrap()
-                            .to_rfc3339())
-                    } else {
-                        json!(secs)
-                    };
-                    o.insert(name.into(), v);
-                }
-            }
-            Value::Object(o)
-        })
-        .collect();
+    let rows = common::request_rows(&test);
 
     let mut worst = 0f64;
     for (r, row) in rows.iter().enumerate().take(40) {

@@ -168,24 +168,32 @@ fn early_stopping_and_learning_rate_decay() {
     assert!((m.valid.as_ref().unwrap().logloss - best.valid.logloss).abs() < 1e-9);
 }
 
-/// Every experiment shipped in experiments/ parses and validates.
+/// Every experiment shipped in experiments/ parses and validates: the six
+/// models and LightGBM for the simulator, Criteo and Avazu.
 #[test]
 fn shipped_experiments_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
-    let mut n = 0;
+    let (mut deep, mut gbdt) = (0, 0);
     for dir in [root.clone(), root.join("criteo"), root.join("avazu")] {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "toml") {
-                let cfg = ExperimentConfig::load(&p, &[]).unwrap_or_else(|e| panic!("{e}"));
-                assert!(
-                    p.to_string_lossy().contains(cfg.model.kind.name()),
-                    "{}",
-                    p.display()
-                );
-                n += 1;
+            if p.extension().is_none_or(|x| x != "toml") {
+                continue;
             }
+            if ctr_dl::gbdt::is_gbdt_experiment(&p).unwrap() {
+                ctr_dl::gbdt::GbdtExperiment::load(&p, &[]).unwrap_or_else(|e| panic!("{e}"));
+                assert!(p.ends_with("lightgbm.toml"), "{}", p.display());
+                gbdt += 1;
+                continue;
+            }
+            let cfg = ExperimentConfig::load(&p, &[]).unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                p.to_string_lossy().contains(cfg.model.kind.name()),
+                "{}",
+                p.display()
+            );
+            deep += 1;
         }
     }
-    assert_eq!(n, 18, "six models for the simulator, Criteo and Avazu");
+    assert_eq!((deep, gbdt), (18, 3));
 }

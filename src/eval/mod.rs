@@ -1,2 +1,6 @@
 //! Evaluation: metrics of predicted click probabilities.
+pub mod calibrate;
 pub mod metrics;
+pub mod plots;
+pub mod report;
+pub mod runs;

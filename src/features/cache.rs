@@ -64,6 +64,17 @@ pub struct EncodedMeta {
     pub seconds: f64,
 }
 
+impl EncodedMeta {
+    /// The model inputs in order: the categorical fields, then the dense inputs.
+    pub fn column_names(&self) -> Vec<String> {
+        self.field_names
+            .iter()
+            .chain(&self.dense_names)
+            .cloned()
+            .collect()
+    }
+}
+
 /// An encoded dataset on disk.
 #[derive(Debug, Clone)]
 pub struct EncodedDataset {

@@ -4,6 +4,8 @@
 //! A bundle is a directory `models/<name>/<version>/` with
 //! - `model.pt`: TorchScript, `forward(cat_ids: i64[B, F], dense: f32[B, D])
 //!   -> f32[B]` click probabilities, traced from the best checkpoint on CPU;
+//!   or, from a LightGBM run, `model.lgb`, LightGBM's model file cut at the
+//!   best round, which reads the matrix of [`crate::gbdt::matrix`];
 //! - `features.json`: the run's feature map, the only thing needed to encode a
 //!   request (the same Rust encoder as training);
 //! - `metadata.json`: [`BundleMetadata`].
@@ -22,8 +24,9 @@ use crate::data::io::{read_json, write_json};
 use crate::data::manifest::now_rfc3339;
 use crate::data::writer::Split;
 use crate::error::{DataError, Result};
+use crate::eval::calibrate::Calibrator;
 use crate::features::cache::{Batch, Loader, LoaderOptions};
-use crate::train::trainer::{git_commit, load_run, torch_err};
+use crate::train::trainer::{git_commit, load_run, torch_err, RunInfo};
 
 /// The largest difference allowed between the exported module's
 /// probabilities and the training-side model's.
@@ -59,6 +62,10 @@ impl ExportOptions {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BundleMetadata {
     pub bundle_version: u32,
+    /// `torchscript` (`model.pt`) or `lightgbm` (`model.lgb`); bundles from
+    /// before LightGBM have none and are TorchScript.
+    #[serde(default = "d_format")]
+    pub format: String,
     pub name: String,
     pub version: String,
     pub model: String,
@@ -81,6 +88,9 @@ pub struct BundleMetadata {
     pub metrics: serde_json::Value,
     /// The self-check: largest absolute difference at batch 1 and batch N.
     pub check: ExportCheck,
+    /// The post-hoc calibrator (`calibration.json`) serving applies, if any.
+    #[serde(default)]
+    pub calibration: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,7 +126,17 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
         .double_value(&[])
 }
 
-/// Export a run's best checkpoint as a TorchScript bundle.
+/// `metadata.json`'s `format` of a TorchScript bundle (`model.pt`) ...
+pub const FORMAT_TORCHSCRIPT: &str = "torchscript";
+/// ... and of a LightGBM one (`model.lgb`).
+pub const FORMAT_LIGHTGBM: &str = "lightgbm";
+
+fn d_format() -> String {
+    FORMAT_TORCHSCRIPT.into()
+}
+
+/// Export a run's best model as a bundle: TorchScript for a deep run, the
+/// LightGBM model file for a LightGBM run.
 pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
     let run_dir = &opts.run;
     if !run_dir.join("run.json").exists() {
@@ -125,31 +145,26 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
             run_dir.display()
         )));
     }
-    let (cfg, info, ds, mut net) = load_run(run_dir, Device::Cpu)?;
-    let out = match &opts.out {
-        Some(p) => p.clone(),
-        None => {
-            let dir = opts.models_root.join(&cfg.name);
-            dir.join(next_version(&dir).to_string())
+    let info: RunInfo = read_json(&run_dir.join("run.json"))?;
+    if info.model == crate::gbdt::LIGHTGBM {
+        #[cfg(feature = "lightgbm")]
+        {
+            let (cfg, info, ds, run) = crate::gbdt::load_gbdt_run(run_dir)?;
+            let config = serde_json::to_value(&cfg)
+                .map_err(|e| DataError::Invalid(format!("config: {e}")))?;
+            let target = Target::of(opts, &cfg.name)?;
+            let rows = opts.check_rows.max(2);
+            return write_bundle(opts, target, &info, &ds, config, FORMAT_LIGHTGBM, |dir| {
+                gbdt_model(dir, &run, &ds, rows)
+            });
         }
-    };
-    if out.exists() && !opts.overwrite {
-        return Err(DataError::Invalid(format!(
-            "{} exists; pass --overwrite to replace it",
-            out.display()
-        )));
+        #[cfg(not(feature = "lightgbm"))]
+        return Err(crate::gbdt::not_built());
     }
-    let version = out
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("1")
-        .to_string();
-    let name = out
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or(&cfg.name)
-        .to_string();
+    let (cfg, info, ds, mut net) = load_run(run_dir, Device::Cpu)?;
+    let target = Target::of(opts, &cfg.name)?;
+    let config =
+        serde_json::to_value(&cfg).map_err(|e| DataError::Invalid(format!("config: {e}")))?;
 
     // Rows to trace with and to check against: the head of the test split.
     let check = first_batch(&ds, opts.check_rows.max(2))?;
@@ -164,7 +179,149 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         &mut forward,
     )
     .map_err(|e| torch_err(run_dir, e))?;
+    write_bundle(
+        opts,
+        target,
+        &info,
+        &ds,
+        config,
+        FORMAT_TORCHSCRIPT,
+        |dir| {
+            let model_pt = dir.join("model.pt");
+            module
+                .save(&model_pt)
+                .map_err(|e| torch_err(&model_pt, e))?;
+            drop(module);
+            // The check runs on the module as saved, loaded back.
+            let loaded = CModule::load_on_device(&model_pt, Device::Cpu)
+                .map_err(|e| torch_err(&model_pt, e))?;
+            let want = model.forward_t(&check.ids, &check.dense, false).sigmoid();
+            let got = loaded
+                .forward_ts(&[&check.ids, &check.dense])
+                .map_err(|e| torch_err(&model_pt, e))?;
+            let diff_n = max_abs_diff(&got, &want);
+            let mut diff_1 = 0f64;
+            for r in 0..check.rows.min(16) as i64 {
+                let ids = check.ids.narrow(0, r, 1);
+                let dense = check.dense.narrow(0, r, 1);
+                let got = loaded
+                    .forward_ts(&[&ids, &dense])
+                    .map_err(|e| torch_err(&model_pt, e))?;
+                diff_1 = diff_1.max(max_abs_diff(&got, &want.narrow(0, r, 1)));
+            }
+            Ok(ExportCheck {
+                rows: check.rows,
+                max_abs_diff_batch1: diff_1,
+                max_abs_diff_batch_n: diff_n,
+            })
+        },
+    )
+}
 
+/// Copy a LightGBM run's model file into the bundle and check the copy, as
+/// loaded back, against the run's booster on the head of the test split.
+#[cfg(feature = "lightgbm")]
+fn gbdt_model(
+    dir: &Path,
+    run: &crate::gbdt::GbdtRun,
+    ds: &crate::features::cache::EncodedDataset,
+    rows: usize,
+) -> Result<ExportCheck> {
+    use crate::gbdt::{lgbm::Booster, matrix, MODEL_FILE};
+    let e = ds.read_all(Split::Test)?;
+    if e.rows == 0 {
+        return Err(DataError::Invalid(format!(
+            "{}: the test split is empty; export checks the model on test rows",
+            ds.dir.display()
+        )));
+    }
+    let n = rows.min(e.rows);
+    let cols = run.offsets.len() + run.num_dense;
+    let x = matrix(&e, &run.offsets, run.num_dense);
+    let x = &x[..n * cols];
+    let path = dir.join(MODEL_FILE);
+    let text = run
+        .booster
+        .to_model_string(0)
+        .map_err(|err| DataError::Invalid(format!("{}: {err}", path.display())))?;
+    crate::data::io::atomic_write(&path, text.as_bytes())?;
+    let loaded = Booster::from_file(&path)
+        .map_err(|err| DataError::Invalid(format!("{}: {err}", path.display())))?;
+    let lg = |r: std::result::Result<Vec<f64>, crate::gbdt::lgbm::LgbmError>| {
+        r.map_err(|err| DataError::Invalid(format!("{}: {err}", path.display())))
+    };
+    let want = run.predict(x)?;
+    let got = lg(loaded.predict(x, 0, ""))?;
+    let diff = |a: &[f64], b: &[f64]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    };
+    let diff_n = diff(&got, &want);
+    let mut diff_1 = 0f64;
+    for r in 0..n.min(16) {
+        let one = lg(loaded.predict(&x[r * cols..(r + 1) * cols], 0, "num_threads=1"))?;
+        diff_1 = diff_1.max(diff(&one, &want[r..r + 1]));
+    }
+    Ok(ExportCheck {
+        rows: n,
+        max_abs_diff_batch1: diff_1,
+        max_abs_diff_batch_n: diff_n,
+    })
+}
+
+/// Where a bundle goes: its directory, model name and version.
+struct Target {
+    out: PathBuf,
+    name: String,
+    version: String,
+}
+
+impl Target {
+    fn of(opts: &ExportOptions, experiment: &str) -> Result<Target> {
+        let out = match &opts.out {
+            Some(p) => p.clone(),
+            None => {
+                let dir = opts.models_root.join(experiment);
+                dir.join(next_version(&dir).to_string())
+            }
+        };
+        if out.exists() && !opts.overwrite {
+            return Err(DataError::Invalid(format!(
+                "{} exists; pass --overwrite to replace it",
+                out.display()
+            )));
+        }
+        let version = out
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("1")
+            .to_string();
+        let name = out
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .unwrap_or(experiment)
+            .to_string();
+        Ok(Target { out, name, version })
+    }
+}
+
+/// Write a bundle into a temporary directory (`write_model` adds the model
+/// file and returns its self-check), then rename it into place once the
+/// check has passed.
+fn write_bundle(
+    opts: &ExportOptions,
+    target: Target,
+    info: &RunInfo,
+    ds: &crate::features::cache::EncodedDataset,
+    config: serde_json::Value,
+    format: &str,
+    write_model: impl FnOnce(&Path) -> Result<ExportCheck>,
+) -> Result<ExportReport> {
+    let run_dir = &opts.run;
+    let Target { out, name, version } = target;
     let parent = out.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
     let tmp = parent.join(format!(
@@ -177,32 +334,11 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
             std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
         }
         std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        let model_pt = tmp.join("model.pt");
-        module
-            .save(&model_pt)
-            .map_err(|e| torch_err(&model_pt, e))?;
-        drop(module);
-
-        // The check runs on the module as saved, loaded back.
-        let loaded =
-            CModule::load_on_device(&model_pt, Device::Cpu).map_err(|e| torch_err(&model_pt, e))?;
-        let want = model.forward_t(&check.ids, &check.dense, false).sigmoid();
-        let got = loaded
-            .forward_ts(&[&check.ids, &check.dense])
-            .map_err(|e| torch_err(&model_pt, e))?;
-        let diff_n = max_abs_diff(&got, &want);
-        let mut diff_1 = 0f64;
-        for r in 0..check.rows.min(16) as i64 {
-            let ids = check.ids.narrow(0, r, 1);
-            let dense = check.dense.narrow(0, r, 1);
-            let got = loaded
-                .forward_ts(&[&ids, &dense])
-                .map_err(|e| torch_err(&model_pt, e))?;
-            diff_1 = diff_1.max(max_abs_diff(&got, &want.narrow(0, r, 1)));
-        }
+        let check = write_model(&tmp)?;
+        let (diff_1, diff_n) = (check.max_abs_diff_batch1, check.max_abs_diff_batch_n);
         if !(diff_n <= TOLERANCE && diff_1 <= TOLERANCE) {
             return Err(DataError::Invalid(format!(
-                "{}: the exported module disagrees with the trained model \
+                "{}: the exported model disagrees with the trained one \
                  (max |difference| {diff_1:.3e} at batch 1, {diff_n:.3e} at batch {}; \
                  allowed {TOLERANCE:e})",
                 run_dir.display(),
@@ -212,9 +348,15 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
         let features = run_dir.join("features.json");
         std::fs::copy(&features, tmp.join("features.json"))
             .map_err(|e| DataError::io(&features, e))?;
+        // A post-hoc calibrator saved with the run travels with the model.
+        let calibration = Calibrator::load_from(run_dir)?;
+        if let Some(c) = &calibration {
+            c.save_to(&tmp)?;
+        }
         let metrics: serde_json::Value = read_json(&run_dir.join("metrics.json"))?;
         let metadata = BundleMetadata {
             bundle_version: BUNDLE_VERSION,
+            format: format.into(),
             name: name.clone(),
             version: version.clone(),
             model: info.model.clone(),
@@ -229,19 +371,15 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
             num_dense: ds.meta.num_dense,
             vocab_size: ds.meta.vocab_size as usize,
             parameters: info.parameters,
-            config: serde_json::to_value(&cfg)
-                .map_err(|e| DataError::Invalid(format!("config: {e}")))?,
+            config,
             metrics: serde_json::json!({
                 "best_step": metrics.get("best_step"),
                 "valid": metrics.get("valid"),
                 "test": metrics.get("test"),
                 "truth": metrics.get("truth"),
             }),
-            check: ExportCheck {
-                rows: check.rows,
-                max_abs_diff_batch1: diff_1,
-                max_abs_diff_batch_n: diff_n,
-            },
+            check,
+            calibration: calibration.map(|c| c.method().to_string()),
         };
         write_json(&tmp.join("metadata.json"), &metadata)?;
         if out.exists() {

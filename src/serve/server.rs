@@ -21,19 +21,20 @@ use rocket::{Request, Response, State};
 use serde_json::{json, Map, Value};
 use tch::{CModule, Device, Kind, Tensor};
 
-use super::export::BundleMetadata;
+use super::export::{BundleMetadata, FORMAT_LIGHTGBM, FORMAT_TORCHSCRIPT};
 use super::predlog::{PredLog, Record, Target};
 use crate::data::io::read_json;
 use crate::data::parse::parse_rfc3339;
 use crate::data::schema::ColumnKind;
 use crate::error::{DataError, Result};
+use crate::eval::calibrate::Calibrator;
 use crate::features::map::{FeatureMap, RawValue};
 
 /// Settings of the service (`ctr-dl serve` flags or `configs/serve.toml`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
-    /// The folder of bundles: `<models>/<name>/<version>/model.pt`.
+    /// The folder of bundles: `<models>/<name>/<version>/model.pt` (or `model.lgb`).
     pub models: PathBuf,
     pub address: String,
     pub port: u16,
@@ -92,17 +93,60 @@ pub struct Bundle {
     pub meta: BundleMetadata,
     pub map: FeatureMap,
     kinds: HashMap<String, ColumnKind>,
-    module: CModule,
+    scorer: Scorer,
+    /// Applied to every probability when the bundle has `calibration.json`.
+    calibrator: Option<Calibrator>,
     device: Device,
+}
+
+/// What turns encoded rows into probabilities.
+enum Scorer {
+    Torch(CModule),
+    #[cfg(feature = "lightgbm")]
+    Lightgbm(crate::gbdt::lgbm::Booster),
 }
 
 impl Bundle {
     pub fn load(dir: &Path, device: Device) -> Result<Bundle> {
         let meta: BundleMetadata = read_json(&dir.join("metadata.json"))?;
         let map = FeatureMap::load(&dir.join("features.json"))?;
-        let model_pt = dir.join("model.pt");
-        let module = CModule::load_on_device(&model_pt, device)
-            .map_err(|e| DataError::Invalid(format!("{}: libtorch: {e}", model_pt.display())))?;
+        let scorer = match meta.format.as_str() {
+            FORMAT_TORCHSCRIPT => {
+                let model_pt = dir.join("model.pt");
+                Scorer::Torch(CModule::load_on_device(&model_pt, device).map_err(|e| {
+                    DataError::Invalid(format!("{}: libtorch: {e}", model_pt.display()))
+                })?)
+            }
+            #[cfg(feature = "lightgbm")]
+            FORMAT_LIGHTGBM => {
+                let path = dir.join(crate::gbdt::MODEL_FILE);
+                let booster = crate::gbdt::lgbm::Booster::from_file(&path)
+                    .map_err(|e| DataError::Invalid(format!("{}: {e}", path.display())))?;
+                if booster.cols() != map.num_fields() + map.num_dense() {
+                    return Err(DataError::Invalid(format!(
+                        "{}: the model reads {} columns, features.json gives {}",
+                        path.display(),
+                        booster.cols(),
+                        map.num_fields() + map.num_dense()
+                    )));
+                }
+                Scorer::Lightgbm(booster)
+            }
+            #[cfg(not(feature = "lightgbm"))]
+            FORMAT_LIGHTGBM => {
+                return Err(DataError::Invalid(format!(
+                    "{}: {}",
+                    dir.display(),
+                    crate::gbdt::not_built()
+                )))
+            }
+            other => {
+                return Err(DataError::Invalid(format!(
+                    "{}: unknown bundle format `{other}` (torchscript or lightgbm)",
+                    dir.join("metadata.json").display()
+                )))
+            }
+        };
         if map.num_fields() != meta.num_fields || map.num_dense() != meta.num_dense {
             return Err(DataError::Invalid(format!(
                 "{}: features.json has {} fields and {} dense inputs, metadata.json {} and {}",
@@ -121,7 +165,8 @@ impl Bundle {
             meta,
             map,
             kinds,
-            module,
+            scorer,
+            calibrator: Calibrator::load_from(dir)?,
             device,
         };
         // Warm up: the first forwards of a TorchScript module are slow.
@@ -132,23 +177,60 @@ impl Bundle {
         Ok(b)
     }
 
-    /// Probabilities of `rows` encoded rows.
+    /// The device the bundle predicts on (LightGBM: always the CPU).
+    pub fn device(&self) -> Device {
+        match self.scorer {
+            Scorer::Torch(_) => self.device,
+            #[cfg(feature = "lightgbm")]
+            Scorer::Lightgbm(_) => Device::Cpu,
+        }
+    }
+
+    /// Probabilities of `rows` encoded rows (calibrated, when the bundle has
+    /// a calibrator).
     pub fn forward(&self, ids: &[i32], dense: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let _guard = tch::no_grad_guard();
-        let (nf, nd) = (self.map.num_fields() as i64, self.map.num_dense() as i64);
-        let ids = Tensor::from_slice(ids)
-            .view([rows as i64, nf])
-            .to_kind(Kind::Int64)
-            .to(self.device);
-        let dense = Tensor::from_slice(dense)
-            .view([rows as i64, nd])
-            .to(self.device);
-        let p = self
-            .module
-            .forward_ts(&[ids, dense])
-            .map_err(|e| DataError::Invalid(format!("{}: libtorch: {e}", self.dir.display())))?;
-        Vec::<f32>::try_from(p.to(Device::Cpu))
-            .map_err(|e| DataError::Invalid(format!("{}: libtorch: {e}", self.dir.display())))
+        let p = self.score(ids, dense, rows)?;
+        Ok(match &self.calibrator {
+            Some(c) => p.into_iter().map(|p| c.apply(p as f64) as f32).collect(),
+            None => p,
+        })
+    }
+
+    /// The model's own probabilities.
+    fn score(&self, ids: &[i32], dense: &[f32], rows: usize) -> Result<Vec<f32>> {
+        match &self.scorer {
+            Scorer::Torch(module) => {
+                let _guard = tch::no_grad_guard();
+                let (nf, nd) = (self.map.num_fields() as i64, self.map.num_dense() as i64);
+                let ids = Tensor::from_slice(ids)
+                    .view([rows as i64, nf])
+                    .to_kind(Kind::Int64)
+                    .to(self.device);
+                let dense = Tensor::from_slice(dense)
+                    .view([rows as i64, nd])
+                    .to(self.device);
+                let p = module.forward_ts(&[ids, dense]).map_err(|e| {
+                    DataError::Invalid(format!("{}: libtorch: {e}", self.dir.display()))
+                })?;
+                Vec::<f32>::try_from(p.to(Device::Cpu)).map_err(|e| {
+                    DataError::Invalid(format!("{}: libtorch: {e}", self.dir.display()))
+                })
+            }
+            #[cfg(feature = "lightgbm")]
+            Scorer::Lightgbm(booster) => {
+                let e = crate::features::map::Encoded {
+                    rows,
+                    ids: ids.to_vec(),
+                    dense: dense.to_vec(),
+                    labels: Vec::new(),
+                };
+                let x = crate::gbdt::matrix(&e, &self.map.offsets(), self.map.num_dense());
+                let p = booster
+                    .predict(&x, 0, "num_threads=1")
+                    .map_err(|e| DataError::Invalid(format!("{}: {e}", self.dir.display())))?;
+                Ok(p.into_iter().map(|p| p as f32).collect())
+            }
+        }
     }
 
     /// Validate and encode one instance. Unknown fields and wrong types are
@@ -665,7 +747,8 @@ fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-/// `<root>/<name>/<version>/` directories holding a `model.pt`: the latest
+/// `<root>/<name>/<version>/` directories holding a `model.pt` (or a
+/// LightGBM `model.lgb`): the latest
 /// version of each name, or every version.
 pub fn bundle_dirs(root: &Path, all_versions: bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -679,7 +762,7 @@ pub fn bundle_dirs(root: &Path, all_versions: bool) -> Result<Vec<PathBuf>> {
         let mut versions: Vec<(String, PathBuf)> = std::fs::read_dir(&name)
             .map_err(|e| DataError::io(&name, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("model.pt").is_file())
+            .filter(|p| p.join("model.pt").is_file() || p.join(crate::gbdt::MODEL_FILE).is_file())
             .filter_map(|p| Some((p.file_name()?.to_str()?.to_string(), p.clone())))
             .filter(|(v, _)| !v.starts_with('.'))
             .collect();
@@ -896,7 +979,8 @@ fn model_info(server: &State<Arc<Server>>) -> Json<Value> {
                 "version": b.version,
                 "kind": b.meta.model,
                 "dir": b.dir,
-                "device": format!("{:?}", b.device),
+                "device": format!("{:?}", b.device()),
+                "format": b.meta.format,
                 "run": b.meta.run,
                 "created": b.meta.created,
                 "train_commit": b.meta.train_commit,

@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::config::ExperimentConfig;
-use super::trainer::{load_run, RunInfo, RunMetrics};
+use super::trainer::{RunInfo, RunMetrics};
 use crate::data::io::{read_json, write_json};
 use crate::data::writer::Split;
 use crate::error::{DataError, Result};
 use crate::eval::metrics::{calibration, evaluate, Calibration, Metrics};
+use crate::eval::runs::open_run;
+use crate::gbdt::{GbdtExperiment, LIGHTGBM};
 
 /// The evaluation of one run on one split (`eval-<split>.json`).
 #[derive(Debug, Clone, Serialize)]
@@ -22,17 +24,10 @@ pub struct RunEval {
 
 /// Evaluate a run's best weights on a split; writes `eval-<split>.json` in the run.
 pub fn eval_run(run_dir: &Path, split: Split, device: tch::Device) -> Result<RunEval> {
-    let (_cfg, info, ds, net) = load_run(run_dir, device)?;
-    if ds.split(split).rows == 0 {
-        return Err(DataError::Invalid(format!(
-            "{}: the {} split is empty",
-            ds.meta.source.display(),
-            split.name()
-        )));
-    }
-    let (p, y) = net.predict(&ds, split, 16_384)?;
+    let run = open_run(run_dir, device)?;
+    let (p, y, _) = run.predict_split(split)?;
     let out = RunEval {
-        run: info.run,
+        run: run.info.run,
         split: split.name().into(),
         metrics: evaluate(&p, &y),
         calibration: calibration(&p, &y, 10),
@@ -91,7 +86,6 @@ pub fn compare(paths: &[PathBuf]) -> Result<Vec<RunRow>> {
         .into_iter()
         .map(|dir| {
             let info: RunInfo = read_json(&dir.join("run.json"))?;
-            let cfg = ExperimentConfig::load(&dir.join("config.toml"), &[])?;
             let m: Option<RunMetrics> = read_json(&dir.join("metrics.json")).ok();
             let best_valid = m.as_ref().and_then(|m| {
                 m.valid.clone().or_else(|| {
@@ -101,21 +95,12 @@ pub fn compare(paths: &[PathBuf]) -> Result<Vec<RunRow>> {
                         .map(|e| e.valid.clone())
                 })
             });
-            let md = &cfg.model;
-            let mut settings = format!("dim {}", md.embedding_dim);
-            if !matches!(
-                md.kind,
-                crate::models::ModelKind::Lr | crate::models::ModelKind::Fm
-            ) {
-                settings += &format!(" mlp {:?}", md.mlp);
-            }
-            if matches!(
-                md.kind,
-                crate::models::ModelKind::Dcn | crate::models::ModelKind::Dcnv2
-            ) {
-                settings += &format!(" cross {}", md.cross_layers);
-            }
-            settings += &format!(" lr {:e} bs {}", cfg.train.lr, cfg.train.batch_size);
+            let config = dir.join("config.toml");
+            let settings = if info.model == LIGHTGBM {
+                GbdtExperiment::load(&config, &[])?.lightgbm.describe()
+            } else {
+                deep_settings(&ExperimentConfig::load(&config, &[])?)
+            };
             Ok(RunRow {
                 run: info.run,
                 dir,
@@ -133,6 +118,20 @@ pub fn compare(paths: &[PathBuf]) -> Result<Vec<RunRow>> {
             })
         })
         .collect()
+}
+
+/// The key settings of a deep run.
+fn deep_settings(cfg: &ExperimentConfig) -> String {
+    use crate::models::ModelKind;
+    let md = &cfg.model;
+    let mut settings = format!("dim {}", md.embedding_dim);
+    if !matches!(md.kind, ModelKind::Lr | ModelKind::Fm) {
+        settings += &format!(" mlp {:?}", md.mlp);
+    }
+    if matches!(md.kind, ModelKind::Dcn | ModelKind::Dcnv2) {
+        settings += &format!(" cross {}", md.cross_layers);
+    }
+    settings + &format!(" lr {:e} bs {}", cfg.train.lr, cfg.train.batch_size)
 }
 
 /// The table as text.

@@ -85,6 +85,10 @@ pub struct TrainConfig {
     /// Stop after this many steps in all (default 0: no limit).
     #[serde(default)]
     pub max_steps: u64,
+    /// L1 on the embedding rows a batch uses (LR's weights), added to their
+    /// gradient as `embedding_l1 * sign(w)` (default 0).
+    #[serde(default)]
+    pub embedding_l1: f64,
     /// L2 on the embedding rows a batch uses, added to their gradient as
     /// `embedding_l2 * w` (FuxiCTR's `embedding_regularizer`; default 0).
     #[serde(default)]
@@ -241,19 +245,7 @@ impl ExperimentConfig {
 
     /// Parse TOML text (`path` names it in errors).
     pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Self> {
-        let err = |message: String| DataError::Config {
-            path: path.into(),
-            message,
-        };
-        let mut value: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
-        for o in overrides {
-            apply_override(&mut value, o).map_err(err)?;
-        }
-        let cfg: ExperimentConfig = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| err(e.to_string()))?;
-        cfg.validate().map_err(err)?;
-        Ok(cfg)
+        parse_experiment(text, path, overrides, ExperimentConfig::validate)
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
@@ -269,15 +261,13 @@ impl ExperimentConfig {
         if !(0.0 < t.lr_decay && t.lr_decay <= 1.0) {
             return Err("train.lr_decay must be in (0, 1]".into());
         }
-        if t.embedding_l2 < 0.0 || t.weight_decay < 0.0 || t.grad_clip < 0.0 {
-            return Err("train.embedding_l2, weight_decay and grad_clip must be >= 0".into());
+        if t.embedding_l1 < 0.0 || t.embedding_l2 < 0.0 || t.weight_decay < 0.0 || t.grad_clip < 0.0
+        {
+            return Err(
+                "train.embedding_l1, embedding_l2, weight_decay and grad_clip must be >= 0".into(),
+            );
         }
-        if self.name.is_empty() || self.name.contains(['/', '\\']) {
-            return Err(format!(
-                "name `{}` must be non-empty, without slashes",
-                self.name
-            ));
-        }
+        check_name(&self.name)?;
         crate::device::resolve_device(&t.device).map(|_| ())
     }
 
@@ -285,6 +275,37 @@ impl ExperimentConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// Parse an experiment's TOML text, apply `--set` overrides, then `validate`
+/// (`path` names the file in errors).
+pub fn parse_experiment<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+    overrides: &[String],
+    validate: impl Fn(&T) -> std::result::Result<(), String>,
+) -> Result<T> {
+    let err = |message: String| DataError::Config {
+        path: path.into(),
+        message,
+    };
+    let mut value: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+    for o in overrides {
+        apply_override(&mut value, o).map_err(err)?;
+    }
+    let cfg: T = toml::Value::Table(value)
+        .try_into()
+        .map_err(|e: toml::de::Error| err(e.to_string()))?;
+    validate(&cfg).map_err(err)?;
+    Ok(cfg)
+}
+
+/// An experiment name is the prefix of run directories: no slashes.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.contains(['/', '\\']) {
+        return Err(format!("name `{name}` must be non-empty, without slashes"));
+    }
+    Ok(())
 }
 
 /// Apply `section.key=value` to a TOML table. The value is read as TOML

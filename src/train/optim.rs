@@ -19,6 +19,7 @@ pub struct OptimizerConfig {
     pub eps: f64,
     pub momentum: f64,
     pub weight_decay: f64,
+    pub embedding_l1: f64,
     pub embedding_l2: f64,
     pub grad_clip: f64,
 }
@@ -33,6 +34,7 @@ impl From<&TrainConfig> for OptimizerConfig {
             eps: t.eps,
             momentum: t.momentum,
             weight_decay: t.weight_decay,
+            embedding_l1: t.embedding_l1,
             embedding_l2: t.embedding_l2,
             grad_clip: t.grad_clip,
         }
@@ -250,8 +252,15 @@ fn rows_update(
     bc2: f64,
 ) {
     let w = &mut p.value;
-    if c.embedding_l2 > 0.0 {
-        g += w.index_select(0, rows) * c.embedding_l2;
+    if c.embedding_l2 > 0.0 || c.embedding_l1 > 0.0 {
+        let w_rows = w.index_select(0, rows);
+        if c.embedding_l1 > 0.0 {
+            // The L1 subgradient: a pull of constant size toward zero.
+            g += w_rows.sign() * c.embedding_l1;
+        }
+        if c.embedding_l2 > 0.0 {
+            g += w_rows * c.embedding_l2;
+        }
     }
     match c.kind {
         OptimizerKind::Adam | OptimizerKind::Adamw => {
@@ -284,9 +293,46 @@ mod tests {
             eps: 1e-8,
             momentum: 0.0,
             weight_decay: 0.0,
+            embedding_l1: 0.0,
             embedding_l2: 0.0,
             grad_clip: 0.0,
         }
+    }
+
+    /// With a zero loss gradient, L1 pulls the used rows toward zero by a
+    /// constant step (SGD: lr * l1 each step), L2 in proportion to the weight,
+    /// and rows the batch does not use stay where they are.
+    #[test]
+    fn l1_and_l2_shrink_only_the_rows_a_batch_uses() {
+        let w0 = Tensor::from_slice(&[1.0f32, -1.0, 1.0]).view([3, 1]);
+        let run = |l1: f64, l2: f64| {
+            let w = w0.copy().set_requires_grad(true);
+            let mut opt = Optimizer::new(
+                vec![("w".into(), w.shallow_clone())],
+                OptimizerConfig {
+                    embedding_l1: l1,
+                    embedding_l2: l2,
+                    ..config(OptimizerKind::Sgd)
+                },
+            );
+            for _ in 0..2 {
+                opt.zero_grad();
+                let e = Tensor::embedding(&w, &Tensor::from_slice(&[0i64, 1]), -1, false, true);
+                (e.sum(Kind::Float) * 0.0).backward();
+                opt.step();
+            }
+            Vec::<f32>::try_from(w.view([-1])).unwrap()
+        };
+        let l1 = run(0.5, 0.0);
+        // Two steps of 0.1 * 0.5 toward zero.
+        assert!(
+            (l1[0] - 0.9).abs() < 1e-6 && (l1[1] + 0.9).abs() < 1e-6,
+            "{l1:?}"
+        );
+        assert_eq!(l1[2], 1.0);
+        let l2 = run(0.0, 0.5);
+        assert!((l2[0] - 0.95 * 0.95).abs() < 1e-6, "{l2:?}");
+        assert_eq!(l2[2], 1.0);
     }
 
     /// On the rows a batch touches, lazy Adam equals dense Adam for a table

@@ -20,7 +20,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::config::ExperimentConfig;
+use super::config::{ExperimentConfig, OutputConfig};
 use super::optim::{Optimizer, OptimizerConfig};
 use crate::data::io::{read_json, write_json};
 use crate::data::manifest::DatasetManifest;
@@ -290,14 +290,20 @@ fn reseed(seed: u64, step: u64) {
 
 /// Train an experiment in a new run directory.
 pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainReport> {
+    let run = new_run_name(&cfg.output.runs, &cfg.name, opts)?;
+    Trainer::start(cfg.clone(), run, None, opts)
+}
+
+/// The name of a new run (`--run`, or `<experiment>-<UTC time>`); an error
+/// when `runs/<name>` holds a run already.
+pub fn new_run_name(runs: &Path, experiment: &str, opts: &TrainOptions) -> Result<String> {
     let run = opts.run.clone().unwrap_or_else(|| {
         format!(
-            "{}-{}",
-            cfg.name,
+            "{experiment}-{}",
             chrono::Utc::now().format("%Y%m%d-%H%M%S")
         )
     });
-    let run_dir = cfg.output.runs.join(&run);
+    let run_dir = runs.join(&run);
     if run_dir.join("run.json").exists() {
         return Err(DataError::Invalid(format!(
             "{} exists: pick another --run name, or continue it with --resume {}",
@@ -305,7 +311,57 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainReport>
             run_dir.display()
         )));
     }
-    Trainer::start(cfg.clone(), run, None, opts)
+    Ok(run)
+}
+
+/// Check that the encoded data can train (non-empty train and valid), then
+/// create `runs/<run>/` and `checkpoints/<run>/`.
+pub fn run_dirs(
+    ds: &EncodedDataset,
+    data: &Path,
+    output: &OutputConfig,
+    run: &str,
+) -> Result<(PathBuf, PathBuf)> {
+    if ds.split(Split::Train).rows == 0 || ds.split(Split::Valid).rows == 0 {
+        return Err(DataError::Invalid(format!(
+            "{}: training needs non-empty train and valid splits (train {}, valid {} rows)",
+            data.display(),
+            ds.split(Split::Train).rows,
+            ds.split(Split::Valid).rows
+        )));
+    }
+    let run_dir = output.runs.join(run);
+    let ckpt_dir = output.checkpoints.join(run);
+    for d in [&run_dir, &ckpt_dir] {
+        std::fs::create_dir_all(d).map_err(|e| DataError::io(d, e))?;
+    }
+    Ok((run_dir, ckpt_dir))
+}
+
+/// The true click probability's test log loss and AUC, when the data are
+/// simulated.
+pub fn simulated_truth(data: &Path) -> Option<(f64, Option<f64>)> {
+    DatasetManifest::load(data)
+        .ok()
+        .and_then(|m| m.simulation)
+        .and_then(|s| {
+            let t = &s["true_metrics"]["splits"]["test"];
+            Some((t["logloss"].as_f64()?, t["auc"].as_f64()))
+        })
+}
+
+impl Truth {
+    /// A model's distance from the truth on test.
+    pub fn of(test: Option<&Metrics>, truth: Option<(f64, Option<f64>)>) -> Option<Truth> {
+        match (test, truth) {
+            (Some(t), Some((ll, auc))) => Some(Truth {
+                test_logloss: ll,
+                test_auc: auc,
+                gap: t.logloss - ll,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Continue an interrupted run from its last checkpoint.
@@ -369,19 +425,7 @@ impl Trainer {
             ds.dir.display(),
             if ds.reused { "cached" } else { "new" }
         ));
-        if ds.split(Split::Train).rows == 0 || ds.split(Split::Valid).rows == 0 {
-            return Err(DataError::Invalid(format!(
-                "{}: training needs non-empty train and valid splits (train {}, valid {} rows)",
-                cfg.data.path.display(),
-                ds.split(Split::Train).rows,
-                ds.split(Split::Valid).rows
-            )));
-        }
-        let run_dir = cfg.output.runs.join(&run);
-        let ckpt_dir = cfg.output.checkpoints.join(&run);
-        for d in [&run_dir, &ckpt_dir] {
-            std::fs::create_dir_all(d).map_err(|e| DataError::io(d, e))?;
-        }
+        let (run_dir, ckpt_dir) = run_dirs(&ds, &cfg.data.path, &cfg.output, &run)?;
         tch::manual_seed(cfg.seed as i64);
         let mut net = Loaded::build(&cfg, &ds, device);
         let mut opt = Optimizer::new(net.trainable(), OptimizerConfig::from(&cfg.train));
@@ -442,13 +486,7 @@ impl Trainer {
             )
             .map_err(|e| DataError::io(tb.path().to_path_buf(), e))?;
         }
-        let truth = DatasetManifest::load(&cfg.data.path)
-            .ok()
-            .and_then(|m| m.simulation)
-            .and_then(|s| {
-                let t = &s["true_metrics"]["splits"]["test"];
-                Some((t["logloss"].as_f64()?, t["auc"].as_f64()))
-            });
+        let truth = simulated_truth(&cfg.data.path);
         say(format!(
             "model: {} with {} parameters on {device:?}; run {}",
             cfg.model.kind.name(),
@@ -745,14 +783,7 @@ impl Trainer {
             evals: s.evals.clone(),
             best_step: s.best_step,
             best_epoch: s.best_epoch,
-            truth: match (&test, self.truth) {
-                (Some(t), Some((ll, auc))) => Some(Truth {
-                    test_logloss: ll,
-                    test_auc: auc,
-                    gap: t.logloss - ll,
-                }),
-                _ => None,
-            },
+            truth: Truth::of(test.as_ref(), self.truth),
             valid,
             test,
             train: TrainSummary {
@@ -811,6 +842,7 @@ fn hparams(cfg: &ExperimentConfig) -> Vec<(String, HParamValue)> {
         ),
         ("lr".into(), n(t.lr)),
         ("batch_size".into(), n(t.batch_size as f64)),
+        ("embedding_l1".into(), n(t.embedding_l1)),
         ("embedding_l2".into(), n(t.embedding_l2)),
         ("weight_decay".into(), n(t.weight_decay)),
         ("seed".into(), n(cfg.seed as f64)),

@@ -198,3 +198,36 @@ pub fn quiet(run: &str) -> ctr_dl::train::TrainOptions {
         ..Default::default()
     }
 }
+
+/// The rows of a raw batch as a client sends them: strings, time as RFC 3339
+/// text on even rows and unix seconds on odd rows, nulls left out.
+pub fn request_rows(batch: &RecordBatch) -> Vec<serde_json::Value> {
+    use arrow::array::{Array, StringArray, TimestampMillisecondArray};
+    use serde_json::{json, Value};
+    (0..batch.num_rows())
+        .map(|r| {
+            let mut o = serde_json::Map::new();
+            for (i, f) in batch.schema().fields().iter().enumerate() {
+                let col = batch.column(i);
+                if col.is_null(r) {
+                    continue;
+                }
+                let name = f.name().as_str();
+                if let Some(s) = col.as_any().downcast_ref::<StringArray>() {
+                    o.insert(name.into(), json!(s.value(r)));
+                } else if let Some(t) = col.as_any().downcast_ref::<TimestampMillisecondArray>() {
+                    let secs = t.value(r) / 1000;
+                    let v = if r % 2 == 0 {
+                        json!(chrono::DateTime::from_timestamp(secs, 0)
+                            .unwrap()
+                            .to_rfc3339())
+                    } else {
+                        json!(secs)
+                    };
+                    o.insert(name.into(), v);
+                }
+            }
+            Value::Object(o)
+        })
+        .collect()
+}
