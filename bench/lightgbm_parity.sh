@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # LightGBM parity: ctr-dl's LightGBM baseline and Python's lightgbm (the same
 # LightGBM 4.7) with the same parameters on the same split and matrix, side
-# by side in one run, both on THREADS threads (default 2). Prints fit seconds
-# (binning + boosting), rounds and test AUC / logloss.
+# by side in one run, both on THREADS threads (default 2), REPEATS times each
+# (default 3, interleaved, since a 2-core machine's timings wander). Prints
+# the median fit seconds (binning + boosting; every repeat's in brackets),
+# rounds and test AUC / logloss.
 #
 #   bench/lightgbm_parity.sh                     # 1M simulated rows
-#   ROWS=200000 bench/lightgbm_parity.sh
+#   ROWS=200000 REPEATS=1 bench/lightgbm_parity.sh
 #   DATA=data/criteo_x4 CONFIG=experiments/criteo/lightgbm.toml bench/lightgbm_parity.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${ROWS:-1000000}
 threads=${THREADS:-2}
+repeats=${REPEATS:-3}
 config=${CONFIG:-experiments/lightgbm.toml}
 data=${DATA:-${BENCH_DIR:-/tmp/ctr-dl-bench}/sim-$rows}
 bin=target/release/ctr-dl
@@ -18,27 +21,38 @@ bin=target/release/ctr-dl
 if [ ! -f "$data/dataset.json" ]; then
   $bin simulate --rows "$rows" --out "$data" --overwrite --quiet >/dev/null
 fi
-run="lgbm-parity-$(date -u +%Y%m%d-%H%M%S)"
-$bin baseline --config "$config" --set "data.path=\"$data\"" --set "lightgbm.threads=$threads" \
-  --run "$run" --quiet >/dev/null
-ours=$(python3 - "runs/$run" <<'PY'
-import json, sys
-m = json.load(open(f"{sys.argv[1]}/metrics.json"))
-print(json.dumps({"implementation": "ctr-dl baseline", "fit_seconds": m["train"]["seconds"],
-                  "rounds": m["train"]["steps"], "best_round": m["best_step"],
-                  "test_auc": m["test"]["auc"], "test_logloss": m["test"]["logloss"]}))
-PY
-)
-theirs=$(OMP_NUM_THREADS=$threads .venv/bin/python bench/lightgbm_parity.py "runs/$run")
-python3 - "$ours" "$theirs" "$data" "$threads" <<'PY'
-import json, sys
-a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(f"\n{sys.argv[3]}, {sys.argv[4]} threads")
-print("| implementation | fit s | rounds | best round | test AUC | test logloss |")
+stamp=$(date -u +%Y%m%d-%H%M%S)
+ours=()
+theirs=()
+for i in $(seq "$repeats"); do
+  run="lgbm-parity-$stamp-$i"
+  $bin baseline --config "$config" --set "data.path=\"$data\"" --set "lightgbm.threads=$threads" \
+    --run "$run" --quiet >/dev/null
+  ours+=("runs/$run")
+  theirs+=("$(OMP_NUM_THREADS=$threads .venv/bin/python bench/lightgbm_parity.py "runs/$run")")
+done
+python3 - "$data" "$threads" "${#ours[@]}" "${ours[@]}" "${theirs[@]}" <<'PY'
+import json, statistics, sys
+data, threads, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ours = []
+for run in sys.argv[4:4 + n]:
+    m = json.load(open(f"{run}/metrics.json"))
+    ours.append({"implementation": "ctr-dl baseline", "fit_seconds": m["train"]["seconds"],
+                 "rounds": m["train"]["steps"], "best_round": m["best_step"],
+                 "test_auc": m["test"]["auc"], "test_logloss": m["test"]["logloss"]})
+theirs = [json.loads(t) for t in sys.argv[4 + n:]]
+print(f"\n{data}, {threads} threads, {n} repeat(s)")
+print("| implementation | median fit s (each) | rounds trained | best round | test AUC | test logloss |")
 print("|---|---|---|---|---|---|")
-for r in (a, b):
-    print(f"| {r['implementation']} | {r['fit_seconds']:.1f} | {r['rounds']} | {r['best_round']} | "
-          f"{r['test_auc']:.5f} | {r['test_logloss']:.5f} |")
-print(f"\nAUC difference {a['test_auc'] - b['test_auc']:+.5f}; "
-      f"time ratio ctr-dl / Python {a['fit_seconds'] / b['fit_seconds']:.2f}")
+med = {}
+for rs in (ours, theirs):
+    r = rs[0]
+    secs = [x["fit_seconds"] for x in rs]
+    med[r["implementation"]] = statistics.median(secs)
+    each = ", ".join(f"{s:.1f}" for s in secs)
+    print(f"| {r['implementation']} | {statistics.median(secs):.1f} ({each}) | {r['rounds']} | "
+          f"{r['best_round']} | {r['test_auc']:.5f} | {r['test_logloss']:.5f} |")
+a, b = ours[0], theirs[0]
+print(f"\nAUC difference {a['test_auc'] - b['test_auc']:+.5f}; median time ratio ctr-dl / Python "
+      f"{med[a['implementation']] / med[b['implementation']]:.2f}")
 PY

@@ -69,11 +69,18 @@ fn a_lightgbm_run_has_the_deep_runs_layout_and_learns() {
     ] {
         assert!(run.join(f).exists(), "{f}");
     }
-    assert!(std::fs::read_dir(&run).unwrap().any(|e| e
+    let events = std::fs::read_dir(&run)
         .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .contains("tfevents")));
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("tfevents"))
+        .expect("a TensorBoard event file");
+    let bytes = std::fs::read(events).unwrap();
+    for tag in ["valid/logloss", "train/loss", "test/auc", "num_leaves"] {
+        assert!(
+            bytes.windows(tag.len()).any(|w| w == tag.as_bytes()),
+            "no {tag} in the events"
+        );
+    }
     let model = d.path().join("checkpoints/gbdt/model.lgb");
     let text = std::fs::read_to_string(&model).unwrap();
     // Categorical fields take effect: the trees split on category sets.

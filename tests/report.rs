@@ -6,9 +6,11 @@ mod common;
 use std::path::Path;
 
 use common::{experiment, lock, quiet, simulate_small};
-use ctr_dl::eval::calibrate::Method;
+use ctr_dl::eval::calibrate::{Calibrator, Method};
 use ctr_dl::eval::report::{report, ReportOptions};
+use ctr_dl::eval::runs::open_run;
 use ctr_dl::features::map::FeatureMap;
+use ctr_dl::serve::server::Bundle;
 use ctr_dl::serve::{export, ExportOptions};
 use ctr_dl::train::train;
 
@@ -80,6 +82,29 @@ fn two_runs_make_a_self_contained_report_with_figures() {
     .unwrap();
     assert_eq!(b.metadata.calibration.as_deref(), Some("isotonic"));
     assert!(b.out.join("calibration.json").exists());
+    // ... and serving applies it to the model's probabilities.
+    let bundle = Bundle::load(&b.out, tch::Device::Cpu).unwrap();
+    let run = open_run(&fm.run_dir, tch::Device::Cpu).unwrap();
+    let (raw, _, enc) = run
+        .predict_split(ctr_dl::data::writer::Split::Test)
+        .unwrap();
+    let calibrator = Calibrator::load_from(&fm.run_dir).unwrap().unwrap();
+    let n = 50;
+    let nf = map.num_fields();
+    let served = bundle
+        .forward(&enc.ids[..n * nf], &enc.dense[..n * map.num_dense()], n)
+        .unwrap();
+    let mut moved = 0.0f64;
+    for r in 0..n {
+        let want = calibrator.apply(raw[r]);
+        assert!(
+            (served[r] as f64 - want).abs() < 1e-6,
+            "row {r}: {} vs {want}",
+            served[r]
+        );
+        moved = moved.max((want - raw[r]).abs());
+    }
+    assert!(moved > 1e-4, "the calibrator changes the probabilities");
 
     // A second report replaces the first.
     opts.calibrate = None;

@@ -91,6 +91,12 @@ pub fn train_gbdt(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainRepo
     drop(train);
     let mut booster =
         Booster::new(&dtrain, &[&dvalid], &params).map_err(lgbm_err("creating the booster"))?;
+    say(format!(
+        "binned {} train and {} valid rows in {:.1}s",
+        dtrain.rows(),
+        valid.y.len(),
+        started.elapsed().as_secs_f64()
+    ));
     let metric_names = booster.eval_names().map_err(lgbm_err("metric names"))?;
     let metric = |vals: &[f64], name: &str| {
         metric_names
