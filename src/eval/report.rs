@@ -748,7 +748,7 @@ th {{ background: #f3f3f3; white-space: nowrap; }} td:first-child, th:first-chil
 tr.best td {{ font-weight: bold; }}
 figure {{ margin: 1.2rem 0; }} img {{ max-width: 100%; border: 1px solid #eee; }}
 figcaption {{ color: #555; font-size: .9rem; }}
-.cm td {{ min-width: 5.5rem; }} .cm td:nth-child(2) {{ text-align: right; }}
+.cm td {{ min-width: 4.5rem; }} caption {{ text-align: left; font-weight: bold; padding-bottom: .3rem; }} .cm td:nth-child(2) {{ text-align: right; }}
 .pair {{ display: flex; flex-wrap: wrap; gap: 1.5rem; }}
 </style></head><body>
 <h1>CTR model report</h1>
@@ -815,15 +815,15 @@ figcaption {{ color: #555; font-size: .9rem; }}
     for r in &s.runs {
         let _ = writeln!(h, "<h3>{}</h3>\n<div class=\"pair\">", html_escape(&r.run));
         for (what, c) in [
-            ("at the chosen threshold", &r.confusion_at_threshold),
-            ("at the F1-best threshold", &r.confusion_f1_best),
+            ("chosen threshold", &r.confusion_at_threshold),
+            ("F1-best threshold", &r.confusion_f1_best),
         ] {
             let _ = writeln!(
                 h,
-                "<table class=\"cm\"><tr><th>{what}: {:.5}</th><th>predicted click</th><th>predicted no click</th></tr>\
+                "<table class=\"cm\"><caption>{what}: {:.5}</caption><tr><th></th><th>predicted click</th><th>predicted no click</th></tr>\
                  <tr><td>clicked</td><td>{}</td><td>{}</td></tr>\
                  <tr><td>not clicked</td><td>{}</td><td>{}</td></tr>\
-                 <tr><td>precision / recall / F1</td><td colspan=\"2\">{:.4} / {:.4} / {:.4}</td></tr></table>",
+                 <tr><td>precision, recall, F1</td><td colspan=\"2\">{:.4}, {:.4}, {:.4}</td></tr></table>",
                 c.threshold, c.tp, c.fn_, c.fp, c.tn, c.precision, c.recall, c.f1
             );
         }
