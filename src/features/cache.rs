@@ -20,6 +20,7 @@ use tch::Tensor;
 
 use super::config::FeatureConfig;
 use super::hashing::xxh3;
+use super::history::HistoryRows;
 use super::map::{Encoded, FeatureMap, FEATURE_MAP_VERSION};
 use crate::data::io::{read_json, write_json};
 use crate::data::reader::{ReaderOptions, ShardReader};
@@ -178,16 +179,36 @@ pub fn prepare(
                 .iter()
                 .map(|f| f.name.clone())
                 .collect(),
-            dense_names: features.dense.iter().map(|f| f.name.clone()).collect(),
+            dense_names: features.dense_names(),
             field_offsets: features.offsets(),
             field_sizes: features.categorical.iter().map(|f| f.size).collect(),
             vocab_size: features.vocab_size,
             splits: BTreeMap::new(),
             seconds: 0.0,
         };
-        for s in [Split::Train, Split::Valid, Split::Test] {
-            let info = encode_split(data_dir, s, &features, &tmp, progress)?;
+        // History inputs need every split at once, merged in time order.
+        let history = match &features.history {
+            Some(spec) => Some(super::history::compute(
+                data_dir,
+                spec,
+                &features.label,
+                &tmp,
+            )?),
+            None => None,
+        };
+        for (i, s) in [Split::Train, Split::Valid, Split::Test]
+            .into_iter()
+            .enumerate()
+        {
+            let rows = match (&history, &features.history) {
+                (Some(paths), Some(spec)) => Some(HistoryRows::open(&paths[i], spec.width())?),
+                _ => None,
+            };
+            let info = encode_split(data_dir, s, &features, &tmp, rows, progress)?;
             meta.splits.insert(s.name().to_string(), info);
+        }
+        for p in history.iter().flatten() {
+            std::fs::remove_file(p).map_err(|e| DataError::io(p, e))?;
         }
         meta.seconds = started.elapsed().as_secs_f64();
         write_json(&tmp.join("encoded.json"), &meta)?;
@@ -215,6 +236,7 @@ fn encode_split(
     split: Split,
     features: &FeatureMap,
     out: &Path,
+    mut history: Option<HistoryRows>,
     progress: bool,
 ) -> Result<EncodedSplit> {
     let mut columns: Vec<String> = features.columns.iter().map(|(c, _)| c.clone()).collect();
@@ -245,8 +267,12 @@ fn encode_split(
         *pending = Encoded::default();
         Ok(())
     };
+    let (nd, first) = (features.num_dense(), features.dense.len());
     for batch in reader {
-        let e = features.encode_batch(&batch?)?;
+        let mut e = features.encode_batch(&batch?)?;
+        if let Some(h) = history.as_mut() {
+            h.fill(e.rows, &mut e.dense, nd, first)?;
+        }
         info.rows += e.rows as u64;
         info.positives += e.labels.iter().filter(|&&y| y > 0.5).count() as u64;
         pending.rows += e.rows;

@@ -118,6 +118,9 @@ pub struct FeatureConfig {
     /// Per-column overrides: `[features.fields.user_id] encoding = "hash"`.
     #[serde(default)]
     pub fields: BTreeMap<String, FieldOverride>,
+    /// Leakage-free historical inputs (`[features.history]`), off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<super::history::HistoryConfig>,
 }
 
 fn default_categorical() -> Encoding {
@@ -164,6 +167,9 @@ impl FeatureConfig {
             if o.buckets == Some(0) {
                 return Err(format!("features.fields.{name}.buckets must be positive"));
             }
+        }
+        if let Some(h) = &self.history {
+            h.validate()?;
         }
         Ok(())
     }

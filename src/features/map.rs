@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{Encoding, FeatureConfig, MissingPolicy, TimePart};
 use super::hashing::{hash_value, HASH_VERSION};
+use super::history::HistorySpec;
 use crate::data::manifest::DatasetManifest;
 use crate::data::reader::{ReaderOptions, ShardReader};
 use crate::data::schema::{ColumnKind, DatasetSchema};
@@ -114,6 +115,10 @@ pub struct FeatureMap {
     pub fitted_rows: u64,
     /// Whether a missing number reads as 0.
     pub numeric_missing: MissingPolicy,
+    /// Historical inputs, after the dense fields: filled by the offline
+    /// replay ([`super::history::compute`]), not by the row encoders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistorySpec>,
 }
 
 /// One raw value, as a request or a shard holds it.
@@ -327,6 +332,10 @@ impl FeatureMap {
                 .collect(),
             fitted_rows: rows,
             numeric_missing: config.numeric_missing,
+            history: match &config.history {
+                Some(h) => Some(history_spec(h, schema, &manifest)?),
+                None => None,
+            },
         };
         map.finish();
         Ok(map)
@@ -358,9 +367,18 @@ impl FeatureMap {
         self.categorical.len()
     }
 
-    /// Number of dense inputs.
+    /// Number of dense inputs, the history inputs included.
     pub fn num_dense(&self) -> usize {
-        self.dense.len()
+        self.dense.len() + self.history.as_ref().map_or(0, |h| h.width())
+    }
+
+    /// Names of the dense inputs, in order.
+    pub fn dense_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.dense.iter().map(|f| f.name.clone()).collect();
+        if let Some(h) = &self.history {
+            names.extend(h.names());
+        }
+        names
     }
 
     /// Field offsets in the shared table.
@@ -489,6 +507,22 @@ impl FeatureMap {
                 DenseTransform::MissingIndicator => "missing indicator".into(),
             };
             s.push_str(&format!("  {:<24} {:>10}       {what}\n", f.name, "dense"));
+        }
+        if let Some(h) = &self.history {
+            for key in &h.keys {
+                s.push_str(&format!(
+                    "  hist_{:<19} {:>10}       history of {} before each row ({}: impressions, \
+                     clicks, CTR smoothed toward {:.4} with weight {}, recent impressions and \
+                     recency with half-life {} h)\n",
+                    key.join("_x_"),
+                    format!("{} dense", super::history::PARTS.len()),
+                    key.join(" + "),
+                    h.time_column,
+                    h.prior,
+                    h.smoothing,
+                    h.half_life_hours
+                ));
+            }
         }
         s
     }
@@ -703,6 +737,56 @@ fn used_columns(plan: &[Plan]) -> Vec<String> {
         }
     }
     cols
+}
+
+/// The fitted history settings: key columns checked against the schema, the
+/// clock (the configured or first timestamp column), the train click rate.
+fn history_spec(
+    h: &super::history::HistoryConfig,
+    schema: &DatasetSchema,
+    manifest: &DatasetManifest,
+) -> Result<HistorySpec> {
+    let kind = |c: &str| schema.kept().find(|k| k.name == c).map(|k| k.kind);
+    let mut keys = Vec::new();
+    for key in &h.keys {
+        let cols: Vec<String> = key.split('+').map(|c| c.trim().to_string()).collect();
+        for c in &cols {
+            if kind(c).is_none_or(|k| k == ColumnKind::Truth) {
+                return Err(DataError::Invalid(format!(
+                    "features.history.keys: `{c}` is not a column of dataset {}",
+                    schema.name
+                )));
+            }
+        }
+        keys.push(cols);
+    }
+    let time_column = match &h.time_column {
+        Some(t) if kind(t) == Some(ColumnKind::Timestamp) => t.clone(),
+        Some(t) => {
+            return Err(DataError::Invalid(format!(
+                "features.history.time_column: `{t}` is not a timestamp column of dataset {}",
+                schema.name
+            )))
+        }
+        None => schema
+            .kept()
+            .find(|c| c.kind == ColumnKind::Timestamp)
+            .map(|c| c.name.clone())
+            .ok_or_else(|| {
+                DataError::Invalid(format!(
+                    "features.history needs a timestamp column; dataset {} has none",
+                    schema.name
+                ))
+            })?,
+    };
+    let t = &manifest.train;
+    Ok(HistorySpec {
+        keys,
+        smoothing: h.smoothing,
+        half_life_hours: h.half_life_hours,
+        prior: ((t.positives as f64 + 0.5) / (t.rows as f64 + 1.0)).clamp(1e-6, 1.0 - 1e-6),
+        time_column,
+    })
 }
 
 /// A typed view of one column of a batch.

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod config;
 pub mod hashing;
+pub mod history;
 pub mod map;
 
 pub use cache::{prepare, Batch, EncodedDataset, Loader, LoaderOptions};

@@ -110,6 +110,15 @@ impl Bundle {
     pub fn load(dir: &Path, device: Device) -> Result<Bundle> {
         let meta: BundleMetadata = read_json(&dir.join("metadata.json"))?;
         let map = FeatureMap::load(&dir.join("features.json"))?;
+        if map.history.is_some() {
+            // A request alone cannot give them: serving needs its own counters.
+            return Err(DataError::Invalid(format!(
+                "{}: the model reads history inputs ([features.history]), which this server \
+                 cannot compute yet (online counters fed by /feedback are not built); serve a \
+                 model trained without them",
+                dir.display()
+            )));
+        }
         let scorer = match meta.format.as_str() {
             FORMAT_TORCHSCRIPT => {
                 let model_pt = dir.join("model.pt");

@@ -1,0 +1,545 @@
+//! Leakage-free historical features: for each configured key (a column such
+//! as `user_id`, or columns joined with `+` such as `user_id+ad_id`), what the
+//! rows strictly before this one in time say about it: past impressions and
+//! clicks, the smoothed past CTR, recent impressions (decayed with a
+//! half-life), and how recently the key was last shown and last clicked.
+//!
+//! One state machine, [`HistoryState`], computes them: [`HistoryState::read`]
+//! gives a row's features from the state, [`HistoryState::update`] adds the row
+//! once its outcome is known. Offline, [`compute`] replays every split merged
+//! in time order; rows with the same timestamp are all read before any of them
+//! is added, so a row never sees itself or a row of its own instant.
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, Int8Array, TimestampMillisecondArray};
+use serde::{Deserialize, Serialize};
+
+use super::hashing::xxh3;
+use super::map::{view, RawValue};
+use crate::data::reader::{ReaderOptions, ShardReader};
+use crate::data::writer::Split;
+use crate::error::{DataError, Result};
+
+/// The `[features.history]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Keys: a column, or columns joined with `+` (`"user_id+ad_id"`).
+    pub keys: Vec<String>,
+    /// Prior weight of the smoothed CTR: `(clicks + m * prior) / (imps + m)`
+    /// (default 20).
+    #[serde(default = "d_smoothing")]
+    pub smoothing: f64,
+    /// Half-life of the recent-impressions count and of the recency inputs
+    /// (default 24 hours).
+    #[serde(default = "d_half_life")]
+    pub half_life_hours: f64,
+    /// The time column (default: the dataset's first timestamp column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_column: Option<String>,
+}
+
+fn d_smoothing() -> f64 {
+    20.0
+}
+fn d_half_life() -> f64 {
+    24.0
+}
+
+impl HistoryConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.keys.is_empty() {
+            return Err("features.history.keys is empty".into());
+        }
+        if self
+            .keys
+            .iter()
+            .any(|k| k.split('+').any(|c| c.trim().is_empty()))
+        {
+            return Err("features.history.keys: every key names one or more columns".into());
+        }
+        if !(self.smoothing > 0.0 && self.half_life_hours > 0.0) {
+            return Err("features.history.smoothing and half_life_hours must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// What each key contributes, in order.
+pub const PARTS: [&str; 6] = [
+    "imps",
+    "clicks",
+    "ctr",
+    "recent",
+    "since_imp",
+    "since_click",
+];
+
+/// The fitted history settings, saved in `features.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistorySpec {
+    /// The columns of each key.
+    pub keys: Vec<Vec<String>>,
+    pub smoothing: f64,
+    pub half_life_hours: f64,
+    /// The train click rate: the CTR a key without history is smoothed toward.
+    pub prior: f64,
+    pub time_column: String,
+}
+
+impl HistorySpec {
+    /// Inputs per row.
+    pub fn width(&self) -> usize {
+        self.keys.len() * PARTS.len()
+    }
+
+    /// Input names: `hist_<key>_<part>`, key columns joined with `_x_`.
+    pub fn names(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .flat_map(|k| {
+                let key = k.join("_x_");
+                PARTS.iter().map(move |p| format!("hist_{key}_{p}"))
+            })
+            .collect()
+    }
+
+    /// Every column the keys and the clock read.
+    pub fn columns(&self) -> Vec<String> {
+        let mut cols = vec![self.time_column.clone()];
+        for c in self.keys.iter().flatten() {
+            if !cols.contains(c) {
+                cols.push(c.clone());
+            }
+        }
+        cols
+    }
+
+    /// The hash of each key of a row, from its raw values.
+    pub fn key_hashes<'a>(&self, get: impl Fn(&str) -> RawValue<'a>, out: &mut Vec<u64>) {
+        let mut buf = Vec::with_capacity(64);
+        out.clear();
+        for key in &self.keys {
+            buf.clear();
+            for c in key {
+                buf.extend_from_slice(c.as_bytes());
+                buf.push(0x1F);
+                match get(c) {
+                    RawValue::Missing => buf.push(0),
+                    RawValue::Str(s) => buf.extend_from_slice(s.as_bytes()),
+                    RawValue::Int(i) => buf.extend_from_slice(i.to_string().as_bytes()),
+                    RawValue::Float(f) => buf.extend_from_slice(f.to_string().as_bytes()),
+                    RawValue::TimeMs(t) => buf.extend_from_slice(t.to_string().as_bytes()),
+                }
+                buf.push(0x1E);
+            }
+            out.push(xxh3(&buf, 0));
+        }
+    }
+}
+
+/// What is known about one key value.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Counter {
+    imps: f64,
+    clicks: f64,
+    /// Impressions decayed to `recent_at` (ms).
+    recent: f64,
+    recent_at: i64,
+    last_imp: Option<i64>,
+    last_click: Option<i64>,
+}
+
+/// The counters of every key value seen so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HistoryState {
+    maps: Vec<HashMap<u64, Counter>>,
+}
+
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-6, 1.0 - 1e-6);
+    (p / (1.0 - p)).ln()
+}
+
+impl HistoryState {
+    pub fn new(spec: &HistorySpec) -> Self {
+        HistoryState {
+            maps: vec![HashMap::new(); spec.keys.len()],
+        }
+    }
+
+    /// Key values held, over all keys.
+    pub fn len(&self) -> usize {
+        self.maps.iter().map(|m| m.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A row's inputs at time `t` (ms) from what came before: `spec.width()`
+    /// values into `out`.
+    pub fn read(&self, spec: &HistorySpec, hashes: &[u64], t: i64, out: &mut [f32]) {
+        let half_life_ms = spec.half_life_hours * 3.6e6;
+        let decay = |dt: i64| (-(dt.max(0) as f64) / half_life_ms * std::f64::consts::LN_2).exp();
+        let prior_logit = logit(spec.prior);
+        for (k, h) in hashes.iter().enumerate() {
+            let c = self.maps[k].get(h).copied().unwrap_or_default();
+            let ctr = (c.clicks + spec.smoothing * spec.prior) / (c.imps + spec.smoothing);
+            let o = &mut out[k * PARTS.len()..(k + 1) * PARTS.len()];
+            o[0] = c.imps.ln_1p() as f32;
+            o[1] = c.clicks.ln_1p() as f32;
+            o[2] = (logit(ctr) - prior_logit) as f32;
+            o[3] = (c.recent * decay(t - c.recent_at)).ln_1p() as f32;
+            o[4] = c.last_imp.map_or(0.0, |l| decay(t - l)) as f32;
+            o[5] = c.last_click.map_or(0.0, |l| decay(t - l)) as f32;
+        }
+    }
+
+    /// Add a row shown at `t` (ms), clicked or not.
+    pub fn update(&mut self, spec: &HistorySpec, hashes: &[u64], t: i64, clicked: bool) {
+        let half_life_ms = spec.half_life_hours * 3.6e6;
+        for (k, h) in hashes.iter().enumerate() {
+            let c = self.maps[k].entry(*h).or_default();
+            let dt = (t - c.recent_at).max(0) as f64;
+            c.recent = c.recent * (-dt / half_life_ms * std::f64::consts::LN_2).exp() + 1.0;
+            c.recent_at = c.recent_at.max(t);
+            c.imps += 1.0;
+            c.last_imp = Some(c.last_imp.map_or(t, |l| l.max(t)));
+            if clicked {
+                c.clicks += 1.0;
+                c.last_click = Some(c.last_click.map_or(t, |l| l.max(t)));
+            }
+        }
+    }
+}
+
+/// One event of a replay: time (ms), key hashes, outcome.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub time: i64,
+    pub hashes: Vec<u64>,
+    pub clicked: bool,
+}
+
+/// Every event's inputs, events taken in time order (ties: all read before
+/// any is added). The events must be sorted by time.
+pub fn replay(spec: &HistorySpec, events: &[Event]) -> Vec<Vec<f32>> {
+    let mut state = HistoryState::new(spec);
+    let mut out = vec![vec![0f32; spec.width()]; events.len()];
+    let mut i = 0;
+    while i < events.len() {
+        let t = events[i].time;
+        let mut j = i;
+        while j < events.len() && events[j].time == t {
+            state.read(spec, &events[j].hashes, t, &mut out[j]);
+            j += 1;
+        }
+        for e in &events[i..j] {
+            state.update(spec, &e.hashes, t, e.clicked);
+        }
+        i = j;
+    }
+    out
+}
+
+/// The rows of one split as the replay needs them.
+struct Cursor {
+    split: Split,
+    reader: ShardReader,
+    times: Vec<i64>,
+    hashes: Vec<u64>,
+    clicked: Vec<bool>,
+    pos: usize,
+    /// Rows of the split before the current batch.
+    base: u64,
+    last_time: i64,
+    out: BufWriter<std::fs::File>,
+}
+
+impl Cursor {
+    /// The current row's time, loading the next batch when needed.
+    fn peek(&mut self, spec: &HistorySpec, label: &str, data: &Path) -> Result<Option<i64>> {
+        while self.pos >= self.times.len() {
+            let Some(batch) = self.reader.next() else {
+                return Ok(None);
+            };
+            let batch = batch?;
+            self.base += self.times.len() as u64;
+            let n = batch.num_rows();
+            let time = batch
+                .column_by_name(&spec.time_column)
+                .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+                .ok_or_else(|| {
+                    DataError::Invalid(format!(
+                        "{}: no timestamp column `{}` for the history features",
+                        data.display(),
+                        spec.time_column
+                    ))
+                })?;
+            let labels = batch
+                .column_by_name(label)
+                .and_then(|c| c.as_any().downcast_ref::<Int8Array>())
+                .ok_or_else(|| DataError::Invalid(format!("no Int8 label column `{label}`")))?;
+            let views = spec
+                .keys
+                .iter()
+                .flatten()
+                .map(|c| Ok((c.as_str(), view(&batch, c)?)))
+                .collect::<Result<Vec<_>>>()?;
+            self.times.clear();
+            self.hashes.clear();
+            self.clicked.clear();
+            let mut row_hashes = Vec::new();
+            for r in 0..n {
+                if !time.is_valid(r) {
+                    return Err(DataError::Invalid(format!(
+                        "{}: {} row {} has no `{}`: history features need a time on every row",
+                        data.display(),
+                        self.split.name(),
+                        self.base + r as u64 + 1,
+                        spec.time_column
+                    )));
+                }
+                let t = time.value(r);
+                if t < self.last_time {
+                    return Err(DataError::Invalid(format!(
+                        "{}: {} row {} goes back in time ({} ms before the row above): \
+                         history features need each split in time order (simulate or convert \
+                         with --split time, or a time-sorted input)",
+                        data.display(),
+                        self.split.name(),
+                        self.base + r as u64 + 1,
+                        self.last_time - t
+                    )));
+                }
+                self.last_time = t;
+                self.times.push(t);
+                spec.key_hashes(
+                    |c| {
+                        views
+                            .iter()
+                            .find(|(name, _)| *name == c)
+                            .map_or(RawValue::Missing, |(_, v)| v.get(r))
+                    },
+                    &mut row_hashes,
+                );
+                self.hashes.extend_from_slice(&row_hashes);
+                self.clicked
+                    .push(labels.is_valid(r) && labels.value(r) != 0);
+            }
+            self.pos = 0;
+        }
+        Ok(Some(self.times[self.pos]))
+    }
+}
+
+/// The history inputs of every row of every split: all splits merged in time
+/// order and replayed; each split's rows (`width` f32 each, in the split's row
+/// order) go to `<out>/history-<split>.f32`.
+pub fn compute(data: &Path, spec: &HistorySpec, label: &str, out: &Path) -> Result<Vec<PathBuf>> {
+    let mut columns = spec.columns();
+    columns.push(label.to_string());
+    let mut cursors = Vec::new();
+    let mut paths = Vec::new();
+    for split in Split::ALL {
+        let reader = ShardReader::open_split(
+            data,
+            split,
+            ReaderOptions {
+                batch_size: 65_536,
+                columns: Some(columns.clone()),
+                ..Default::default()
+            },
+        )?;
+        let path = out.join(format!("history-{}.f32", split.name()));
+        let file = std::fs::File::create(&path).map_err(|e| DataError::io(&path, e))?;
+        paths.push(path);
+        cursors.push(Cursor {
+            split,
+            reader,
+            times: Vec::new(),
+            hashes: Vec::new(),
+            clicked: Vec::new(),
+            pos: 0,
+            base: 0,
+            last_time: i64::MIN,
+            out: BufWriter::with_capacity(1 << 20, file),
+        });
+    }
+    let nk = spec.keys.len();
+    let width = spec.width();
+    let mut state = HistoryState::new(spec);
+    let mut row = vec![0f32; width];
+    let mut group: Vec<(usize, Vec<u64>, bool)> = Vec::new();
+    loop {
+        // The earliest time among the splits' current rows.
+        let mut t_min: Option<i64> = None;
+        for c in cursors.iter_mut() {
+            if let Some(t) = c.peek(spec, label, data)? {
+                t_min = Some(t_min.map_or(t, |m| m.min(t)));
+            }
+        }
+        let Some(t) = t_min else { break };
+        // Every row at that instant, split by split in row order: read first.
+        group.clear();
+        for (i, c) in cursors.iter_mut().enumerate() {
+            while c.peek(spec, label, data)? == Some(t) {
+                let h = c.hashes[c.pos * nk..(c.pos + 1) * nk].to_vec();
+                state.read(spec, &h, t, &mut row);
+                for v in &row {
+                    c.out
+                        .write_all(&v.to_le_bytes())
+                        .map_err(|e| DataError::io(&paths[i], e))?;
+                }
+                group.push((i, h, c.clicked[c.pos]));
+                c.pos += 1;
+            }
+        }
+        for (_, h, clicked) in &group {
+            state.update(spec, h, t, *clicked);
+        }
+    }
+    for (c, p) in cursors.iter_mut().zip(&paths) {
+        c.out.flush().map_err(|e| DataError::io(p, e))?;
+    }
+    Ok(paths)
+}
+
+/// Reads a split's history rows back in order.
+pub struct HistoryRows {
+    input: BufReader<std::fs::File>,
+    width: usize,
+    path: PathBuf,
+}
+
+impl HistoryRows {
+    pub fn open(path: &Path, width: usize) -> Result<Self> {
+        let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        Ok(HistoryRows {
+            input: BufReader::with_capacity(1 << 20, f),
+            width,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The next `rows` rows into the history slots of `dense` (row stride
+    /// `nd`, slots starting at `first`).
+    pub fn fill(&mut self, rows: usize, dense: &mut [f32], nd: usize, first: usize) -> Result<()> {
+        let mut buf = vec![0u8; self.width * 4];
+        for r in 0..rows {
+            self.input
+                .read_exact(&mut buf)
+                .map_err(|e| DataError::io(&self.path, e))?;
+            for (k, v) in buf.chunks_exact(4).enumerate() {
+                dense[r * nd + first + k] = f32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> HistorySpec {
+        HistorySpec {
+            keys: vec![vec!["user".into()], vec!["user".into(), "ad".into()]],
+            smoothing: 10.0,
+            half_life_hours: 24.0,
+            prior: 0.05,
+            time_column: "time".into(),
+        }
+    }
+
+    fn events(n: usize, seed: u64) -> Vec<Event> {
+        let s = spec();
+        let mut r = crate::rng::Rng::new(seed);
+        let mut hashes = Vec::new();
+        (0..n)
+            .map(|i| {
+                let (u, a) = (format!("u{}", r.below(5)), format!("a{}", r.below(3)));
+                s.key_hashes(
+                    |c| match c {
+                        "user" => RawValue::Str(&u),
+                        _ => RawValue::Str(&a),
+                    },
+                    &mut hashes,
+                );
+                Event {
+                    // Two rows per minute: ties are common.
+                    time: (i as i64 / 2) * 60_000,
+                    hashes: hashes.clone(),
+                    clicked: r.bernoulli(0.3),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_rows_own_label_never_reaches_its_features() {
+        let s = spec();
+        let base = events(400, 1);
+        let want = replay(&s, &base);
+        for i in [0, 7, 123, 398, 399] {
+            let mut flipped = base.clone();
+            flipped[i].clicked = !flipped[i].clicked;
+            let got = replay(&s, &flipped);
+            assert_eq!(got[i], want[i], "row {i} saw its own label");
+            // Nor does its instant's other row, or anything before.
+            for j in 0..i {
+                if base[j].time <= base[i].time {
+                    assert_eq!(got[j], want[j], "row {j} saw row {i}");
+                }
+            }
+            let twin = if i % 2 == 0 { i + 1 } else { i - 1 };
+            assert_eq!(
+                got[twin], want[twin],
+                "row {twin} saw its same-instant row {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn later_rows_never_change_earlier_features() {
+        let s = spec();
+        let base = events(300, 2);
+        let want = replay(&s, &base);
+        let mut changed = base.clone();
+        for e in changed.iter_mut().skip(150) {
+            e.clicked = !e.clicked;
+            e.hashes.reverse();
+        }
+        let got = replay(&s, &changed);
+        // Rows 150 and 151 share an instant: everything before it is untouched.
+        assert_eq!(&got[..150], &want[..150]);
+        assert_ne!(&got[152..], &want[152..]);
+    }
+
+    #[test]
+    fn the_counters_count() {
+        let s = spec();
+        let h = vec![1u64, 2];
+        let mut st = HistoryState::new(&s);
+        let mut out = vec![0f32; s.width()];
+        st.read(&s, &h, 0, &mut out);
+        // Nothing seen: zero counts, the prior's CTR, no recency.
+        assert_eq!(&out[..6], &[0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        st.update(&s, &h, 0, true);
+        st.update(&s, &h, 0, false);
+        // One half-life later.
+        st.read(&s, &h, 24 * 3_600_000, &mut out);
+        assert!((out[0] - 3f32.ln()).abs() < 1e-6, "2 impressions");
+        assert!((out[1] - 2f32.ln()).abs() < 1e-6, "1 click");
+        let ctr = (1.0 + 10.0 * 0.05) / (2.0 + 10.0);
+        assert!((out[2] as f64 - (logit(ctr) - logit(0.05))).abs() < 1e-5);
+        assert!(
+            (out[3] - 2f32.ln()).abs() < 1e-5,
+            "2 impressions decayed by half"
+        );
+        assert!((out[4] - 0.5).abs() < 1e-6 && (out[5] - 0.5).abs() < 1e-6);
+    }
+}
