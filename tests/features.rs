@@ -219,3 +219,75 @@ fn unknown_columns_in_the_config_are_named() {
     let e = FeatureMap::fit(&data, &cfg, false).unwrap_err().to_string();
     assert!(e.contains("usr_id") && e.contains("user_id"), "{e}");
 }
+
+#[test]
+fn crosses_are_fields_of_their_own_encoded_alike_for_batches_and_requests() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    simulate_small(&data, 20_000, 4);
+    let cfg: FeatureConfig =
+        toml::from_str(r#"crosses = ["device+placement", "user_age+ad_category"]"#).unwrap();
+    let map = FeatureMap::fit(&data, &cfg, false).unwrap();
+    assert_eq!(map.num_fields(), 17);
+    let cross = map
+        .categorical
+        .iter()
+        .find(|f| f.name == "device_x_placement")
+        .unwrap();
+    assert_eq!(cross.cross, ["device", "placement"]);
+    // 3 devices x 6 placements, all common: every pair has its own row.
+    let CatTransform::Vocab { values, .. } = &cross.transform else {
+        panic!("a vocabulary")
+    };
+    assert_eq!(values.len(), 18);
+    let id = |device: &'static str, placement: &'static str| {
+        let (ids, _) = map.encode_row(|c| match c {
+            "device" => RawValue::Str(device),
+            "placement" => RawValue::Str(placement),
+            _ => RawValue::Missing,
+        });
+        let f = map
+            .categorical
+            .iter()
+            .position(|f| f.name == "device_x_placement")
+            .unwrap();
+        ids[f] as u32 - cross.offset
+    };
+    assert!(id("mobile", "in_feed") >= 2);
+    assert_ne!(id("mobile", "in_feed"), id("mobile", "sidebar"));
+    assert_eq!(id("mobile", "nowhere"), OOV);
+    // A missing component makes the cross missing.
+    let (ids, _) = map.encode_row(|c| match c {
+        "device" => RawValue::Str("mobile"),
+        _ => RawValue::Missing,
+    });
+    let f = map
+        .categorical
+        .iter()
+        .position(|f| f.name == "device_x_placement")
+        .unwrap();
+    assert_eq!(ids[f] as u32 - cross.offset, MISSING);
+    // The batch encoder agrees with the request encoder on every test row.
+    let test = read_split(&data, Split::Test);
+    let enc = map.encode_batch(&test).unwrap();
+    let f = map
+        .categorical
+        .iter()
+        .position(|f| f.name == "device_x_placement")
+        .unwrap();
+    let dev = common::col::<arrow::array::StringArray>(&test, "device");
+    let pl = common::col::<arrow::array::StringArray>(&test, "placement");
+    let nf = map.num_fields();
+    for r in (0..test.num_rows()).step_by(53) {
+        let (ids, _) = map.encode_row(|c| match c {
+            "device" => RawValue::Str(dev.value(r)),
+            "placement" => RawValue::Str(pl.value(r)),
+            _ => RawValue::Missing,
+        });
+        assert_eq!(ids[f], enc.ids[r * nf + f], "row {r}");
+    }
+    // A cross of a column that is not there is named.
+    let bad: FeatureConfig = toml::from_str(r#"crosses = ["device+nope"]"#).unwrap();
+    let e = FeatureMap::fit(&data, &bad, false).unwrap_err().to_string();
+    assert!(e.contains("`nope`"), "{e}");
+}

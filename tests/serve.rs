@@ -21,7 +21,16 @@ use tch::{Device, Kind, Tensor};
 fn trained_bundle(dir: &Path, models: &Path) -> std::path::PathBuf {
     let data = dir.join("sim");
     simulate_small(&data, 20_000, 41);
-    let cfg = experiment(dir, &data, "deepfm", &["train.epochs=1"]);
+    // With crosses: the request encoder must build them as training did.
+    let cfg = experiment(
+        dir,
+        &data,
+        "deepfm",
+        &[
+            "train.epochs=1",
+            r#"features.crosses=["device+placement","user_age+ad_category"]"#,
+        ],
+    );
     let report = train(&cfg, &quiet("serve")).unwrap();
     export(&ExportOptions {
         models_root: models.to_path_buf(),

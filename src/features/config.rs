@@ -118,6 +118,11 @@ pub struct FeatureConfig {
     /// Per-column overrides: `[features.fields.user_id] encoding = "hash"`.
     #[serde(default)]
     pub fields: BTreeMap<String, FieldOverride>,
+    /// Crosses: columns joined with `+` (`"device+placement"`), each one more
+    /// categorical field (`device_x_placement`) encoded like the others
+    /// (`categorical`, `min_count`, `buckets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crosses: Vec<String>,
     /// Leakage-free historical inputs (`[features.history]`), off by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<super::history::HistoryConfig>,
@@ -166,6 +171,13 @@ impl FeatureConfig {
         for (name, o) in &self.fields {
             if o.buckets == Some(0) {
                 return Err(format!("features.fields.{name}.buckets must be positive"));
+            }
+        }
+        for c in &self.crosses {
+            if c.split('+').count() < 2 || c.split('+').any(|p| p.trim().is_empty()) {
+                return Err(format!(
+                    "features.crosses: `{c}` must name two or more columns joined with +"
+                ));
             }
         }
         if let Some(h) = &self.history {

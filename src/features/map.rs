@@ -56,8 +56,11 @@ pub enum CatTransform {
 pub struct CatField {
     /// Feature name (the column, or `<column>_<part>` for time parts).
     pub name: String,
-    /// The raw column it reads.
+    /// The raw column it reads (for a cross, the columns joined with `+`).
     pub column: String,
+    /// A cross: the columns whose values, joined, are this field's value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cross: Vec<String>,
     #[serde(flatten)]
     pub transform: CatTransform,
     /// First row of the field in the shared embedding table.
@@ -168,6 +171,13 @@ enum Plan {
         column: String,
         part: TimePart,
     },
+    /// A cross of columns, encoded as one categorical field.
+    Cross {
+        columns: Vec<String>,
+        enc: Encoding,
+        min_count: u64,
+        buckets: u32,
+    },
     Dense {
         column: String,
         log: bool,
@@ -236,6 +246,18 @@ impl FeatureMap {
                             }
                         }
                     }
+                    Plan::Cross { columns, enc, .. } if *enc != Encoding::Hash => {
+                        let cols = columns
+                            .iter()
+                            .map(|c| view(&batch, c))
+                            .collect::<Result<Vec<_>>>()?;
+                        let c = &mut counts[i];
+                        for r in 0..batch.num_rows() {
+                            if let Some(t) = cross_token(cols.iter().map(|v| v.get(r))) {
+                                *c.entry(t).or_insert(0) += 1;
+                            }
+                        }
+                    }
                     Plan::Dense { column, log } => {
                         let col = view(&batch, column)?;
                         let w = &mut moments[i];
@@ -284,6 +306,23 @@ impl FeatureMap {
                         },
                     };
                     categorical.push(CatField::new(column.clone(), column, transform));
+                }
+                Plan::Cross {
+                    columns,
+                    enc,
+                    min_count,
+                    buckets,
+                } => {
+                    let transform = match enc {
+                        Encoding::Hash => CatTransform::Hash { buckets },
+                        _ => CatTransform::Vocab {
+                            min_count,
+                            values: frequent(std::mem::take(&mut counts[i]), min_count),
+                        },
+                    };
+                    let mut f = CatField::new(columns.join("_x_"), columns.join("+"), transform);
+                    f.cross = columns;
+                    categorical.push(f);
                 }
                 Plan::Time { column, part } => {
                     let name = format!("{column}_{}", part.name());
@@ -425,6 +464,20 @@ impl FeatureMap {
         };
         let mut buf = Vec::new();
         for (f, field) in self.categorical.iter().enumerate() {
+            if !field.cross.is_empty() {
+                let cols = field
+                    .cross
+                    .iter()
+                    .map(|c| view(batch, c))
+                    .collect::<Result<Vec<_>>>()?;
+                for r in 0..n {
+                    let t = cross_token(cols.iter().map(|v| v.get(r)));
+                    let v = t.as_deref().map_or(RawValue::Missing, RawValue::Str);
+                    out.ids[r * nf + f] =
+                        (field.offset + field.index(v, self.hash.seed, &mut buf)) as i32;
+                }
+                continue;
+            }
             let col = view(batch, &field.column)?;
             for r in 0..n {
                 out.ids[r * nf + f] =
@@ -463,7 +516,16 @@ impl FeatureMap {
         let ids = self
             .categorical
             .iter()
-            .map(|f| (f.offset + f.index(get(&f.column), self.hash.seed, &mut buf)) as i32)
+            .map(|f| {
+                let index = if f.cross.is_empty() {
+                    f.index(get(&f.column), self.hash.seed, &mut buf)
+                } else {
+                    let t = cross_token(f.cross.iter().map(|c| get(c)));
+                    let v = t.as_deref().map_or(RawValue::Missing, RawValue::Str);
+                    f.index(v, self.hash.seed, &mut buf)
+                };
+                (f.offset + index) as i32
+            })
             .collect();
         let dense = self
             .dense
@@ -545,6 +607,7 @@ impl CatField {
         CatField {
             name,
             column,
+            cross: Vec::new(),
             transform,
             offset: 0,
             size: 0,
@@ -633,6 +696,19 @@ fn token(v: RawValue<'_>) -> Option<String> {
     }
 }
 
+/// The value of a cross: its columns' tokens joined with U+001F; missing
+/// when any of them is.
+fn cross_token<'a>(values: impl Iterator<Item = RawValue<'a>>) -> Option<String> {
+    let mut out = String::new();
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            out.push('\u{1F}');
+        }
+        out.push_str(&token(v)?);
+    }
+    Some(out)
+}
+
 fn numeric(v: RawValue<'_>) -> Option<f64> {
     match v {
         RawValue::Int(i) => Some(i as f64),
@@ -716,6 +792,30 @@ fn make_plan(schema: &DatasetSchema, config: &FeatureConfig) -> Result<Vec<Plan>
             }),
         }
     }
+    for cross in &config.crosses {
+        let columns: Vec<String> = cross.split('+').map(|c| c.trim().to_string()).collect();
+        for c in &columns {
+            let ok = schema.kept().any(|k| {
+                &k.name == c
+                    && !matches!(
+                        k.kind,
+                        ColumnKind::Label | ColumnKind::Truth | ColumnKind::Skip
+                    )
+            });
+            if !ok {
+                return Err(DataError::Invalid(format!(
+                    "features.crosses: `{c}` (in `{cross}`) is not a feature column of dataset `{}`",
+                    schema.name
+                )));
+            }
+        }
+        plan.push(Plan::Cross {
+            columns,
+            enc: config.categorical,
+            min_count: config.min_count,
+            buckets: config.buckets,
+        });
+    }
     if plan.is_empty() {
         return Err(DataError::Invalid(
             "features: every column is excluded or dropped".into(),
@@ -727,13 +827,16 @@ fn make_plan(schema: &DatasetSchema, config: &FeatureConfig) -> Result<Vec<Plan>
 fn used_columns(plan: &[Plan]) -> Vec<String> {
     let mut cols: Vec<String> = Vec::new();
     for p in plan {
-        let c = match p {
+        let names: &[String] = match p {
             Plan::Cat { column, .. } | Plan::Time { column, .. } | Plan::Dense { column, .. } => {
-                column
+                std::slice::from_ref(column)
             }
+            Plan::Cross { columns, .. } => columns,
         };
-        if !cols.contains(c) {
-            cols.push(c.clone());
+        for c in names {
+            if !cols.contains(c) {
+                cols.push(c.clone());
+            }
         }
     }
     cols
