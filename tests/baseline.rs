@@ -35,13 +35,9 @@ num_rounds = 60
 early_stopping_rounds = 10
 eval_every = 20
 threads = 1
-[output]
-runs = "{runs}"
-checkpoints = "{ckpt}"
-"#,
+{output}"#,
         data = data.display(),
-        runs = dir.join("runs").display(),
-        ckpt = dir.join("checkpoints").display(),
+        output = common::output_section(dir),
     );
     let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     GbdtExperiment::parse(&text, Path::new("lightgbm.toml"), &sets).unwrap()

@@ -229,11 +229,12 @@ fn crosses_are_fields_of_their_own_encoded_alike_for_batches_and_requests() {
         toml::from_str(r#"crosses = ["device+placement", "user_age+ad_category"]"#).unwrap();
     let map = FeatureMap::fit(&data, &cfg, false).unwrap();
     assert_eq!(map.num_fields(), 17);
-    let cross = map
+    let f = map
         .categorical
         .iter()
-        .find(|f| f.name == "device_x_placement")
+        .position(|f| f.name == "device_x_placement")
         .unwrap();
+    let cross = &map.categorical[f];
     assert_eq!(cross.cross, ["device", "placement"]);
     // 3 devices x 6 placements, all common: every pair has its own row.
     let CatTransform::Vocab { values, .. } = &cross.transform else {
@@ -246,11 +247,6 @@ fn crosses_are_fields_of_their_own_encoded_alike_for_batches_and_requests() {
             "placement" => RawValue::Str(placement),
             _ => RawValue::Missing,
         });
-        let f = map
-            .categorical
-            .iter()
-            .position(|f| f.name == "device_x_placement")
-            .unwrap();
         ids[f] as u32 - cross.offset
     };
     assert!(id("mobile", "in_feed") >= 2);
@@ -261,20 +257,10 @@ fn crosses_are_fields_of_their_own_encoded_alike_for_batches_and_requests() {
         "device" => RawValue::Str("mobile"),
         _ => RawValue::Missing,
     });
-    let f = map
-        .categorical
-        .iter()
-        .position(|f| f.name == "device_x_placement")
-        .unwrap();
     assert_eq!(ids[f] as u32 - cross.offset, MISSING);
     // The batch encoder agrees with the request encoder on every test row.
     let test = read_split(&data, Split::Test);
     let enc = map.encode_batch(&test).unwrap();
-    let f = map
-        .categorical
-        .iter()
-        .position(|f| f.name == "device_x_placement")
-        .unwrap();
     let dev = common::col::<arrow::array::StringArray>(&test, "device");
     let pl = common::col::<arrow::array::StringArray>(&test, "placement");
     let nf = map.num_fields();

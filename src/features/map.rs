@@ -293,18 +293,8 @@ impl FeatureMap {
                     min_count,
                     buckets,
                 } => {
-                    let transform = match enc {
-                        Encoding::Hash => CatTransform::Hash { buckets },
-                        Encoding::Vocab => CatTransform::Vocab {
-                            min_count,
-                            values: frequent(std::mem::take(&mut counts[i]), min_count),
-                        },
-                        _ => CatTransform::LogBucket {
-                            min_count,
-                            missing_as_zero: missing_zero,
-                            values: frequent(std::mem::take(&mut counts[i]), min_count),
-                        },
-                    };
+                    let values = std::mem::take(&mut counts[i]);
+                    let transform = cat_transform(enc, min_count, buckets, values, missing_zero);
                     categorical.push(CatField::new(column.clone(), column, transform));
                 }
                 Plan::Cross {
@@ -313,13 +303,8 @@ impl FeatureMap {
                     min_count,
                     buckets,
                 } => {
-                    let transform = match enc {
-                        Encoding::Hash => CatTransform::Hash { buckets },
-                        _ => CatTransform::Vocab {
-                            min_count,
-                            values: frequent(std::mem::take(&mut counts[i]), min_count),
-                        },
-                    };
+                    let values = std::mem::take(&mut counts[i]);
+                    let transform = cat_transform(enc, min_count, buckets, values, missing_zero);
                     let mut f = CatField::new(columns.join("_x_"), columns.join("+"), transform);
                     f.cross = columns;
                     categorical.push(f);
@@ -715,6 +700,28 @@ fn numeric(v: RawValue<'_>) -> Option<f64> {
         RawValue::Float(x) if x.is_finite() => Some(x),
         RawValue::Str(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
         _ => None,
+    }
+}
+
+/// A categorical field's transform from its encoding and train counts.
+fn cat_transform(
+    enc: Encoding,
+    min_count: u64,
+    buckets: u32,
+    counts: HashMap<String, u64>,
+    missing_as_zero: bool,
+) -> CatTransform {
+    match enc {
+        Encoding::Hash => CatTransform::Hash { buckets },
+        Encoding::LogBucket => CatTransform::LogBucket {
+            min_count,
+            missing_as_zero,
+            values: frequent(counts, min_count),
+        },
+        _ => CatTransform::Vocab {
+            min_count,
+            values: frequent(counts, min_count),
+        },
     }
 }
 

@@ -167,16 +167,21 @@ device = "cpu"
 threads = 1
 eval_every = 20
 patience = 3
-[output]
-runs = "{runs}"
-checkpoints = "{ckpt}"
-"#,
+{output}"#,
         data = data.display(),
-        runs = dir.join("runs").display(),
-        ckpt = dir.join("checkpoints").display(),
+        output = output_section(dir),
     );
     let sets: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     ctr_dl::train::ExperimentConfig::parse(&text, Path::new("test.toml"), &sets).unwrap()
+}
+
+/// An experiment's `[output]` section: runs and checkpoints under `dir`.
+pub fn output_section(dir: &Path) -> String {
+    format!(
+        "[output]\nruns = \"{}\"\ncheckpoints = \"{}\"\n",
+        dir.join("runs").display(),
+        dir.join("checkpoints").display()
+    )
 }
 
 /// The project venv's Python (scripts/setup.sh creates it).
