@@ -88,16 +88,21 @@ fn encoded_history_equals_a_replay_of_the_raw_rows_in_time_order() {
         .iter()
         .map(|&s| vec![Vec::new(); ds.split(s).rows as usize])
         .collect();
-    for ((s, r, _), w) in all.iter().zip(want) {
+    for ((s, r, _), mut w) in all.iter().zip(want) {
+        spec.standardize(&mut w);
         by_row[*s][*r] = w;
     }
+    // Standardised with train moments: the train inputs average zero.
+    assert_eq!(spec.mean.len(), spec.width());
+    assert!(spec.std.iter().all(|&s| s > 0.0));
     let mut repeats = 0;
     for (s, split) in Split::ALL.into_iter().enumerate() {
         let e = ds.read_all(split).unwrap();
         for (r, want) in by_row[s].iter().enumerate() {
             let got = &e.dense[r * nd + first..r * nd + first + spec.width()];
             assert_eq!(got, &want[..], "{} row {r}", split.name());
-            repeats += (got[12] > 0.0) as usize; // the user-ad pair seen before
+            // The user-ad pair seen before: above the standardised zero.
+            repeats += (got[12] as f64 > -spec.mean[12] / spec.std[12]) as usize;
         }
     }
     assert!(

@@ -139,6 +139,10 @@ pub fn cache_key(data_dir: &Path, config: &FeatureConfig) -> Result<String> {
     bytes.extend_from_slice(&settings);
     bytes.extend_from_slice(&FEATURE_MAP_VERSION.to_le_bytes());
     bytes.extend_from_slice(&ENCODED_VERSION.to_le_bytes());
+    if config.history.is_some() {
+        // How history inputs are computed and scaled is part of the encoding.
+        bytes.extend_from_slice(&super::history::HISTORY_VERSION.to_le_bytes());
+    }
     Ok(format!("{:016x}", xxh3(&bytes, 0)))
 }
 
@@ -166,7 +170,19 @@ pub fn prepare(
     }
     std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
     let result = (|| {
-        let features = FeatureMap::fit(data_dir, config, progress)?;
+        let mut features = FeatureMap::fit(data_dir, config, progress)?;
+        // History inputs need every split at once, merged in time order; their
+        // train moments complete the feature map before it is saved.
+        let history = match features.history.as_mut() {
+            Some(spec) => {
+                let (paths, mean, std) =
+                    super::history::compute(data_dir, spec, &features.label, &tmp)?;
+                spec.mean = mean;
+                spec.std = std;
+                Some(paths)
+            }
+            None => None,
+        };
         features.save(&tmp.join("features.json"))?;
         let mut meta = EncodedMeta {
             version: ENCODED_VERSION,
@@ -186,22 +202,12 @@ pub fn prepare(
             splits: BTreeMap::new(),
             seconds: 0.0,
         };
-        // History inputs need every split at once, merged in time order.
-        let history = match &features.history {
-            Some(spec) => Some(super::history::compute(
-                data_dir,
-                spec,
-                &features.label,
-                &tmp,
-            )?),
-            None => None,
-        };
         for (i, s) in [Split::Train, Split::Valid, Split::Test]
             .into_iter()
             .enumerate()
         {
             let rows = match (&history, &features.history) {
-                (Some(paths), Some(spec)) => Some(HistoryRows::open(&paths[i], spec.width())?),
+                (Some(paths), Some(spec)) => Some(HistoryRows::open(&paths[i], spec)?),
                 _ => None,
             };
             let info = encode_split(data_dir, s, &features, &tmp, rows, progress)?;

@@ -67,6 +67,10 @@ impl HistoryConfig {
     }
 }
 
+/// Version of the history inputs (their definition and scaling), part of the
+/// encoded cache's key when history is configured.
+pub const HISTORY_VERSION: u32 = 2;
+
 /// What each key contributes, in order.
 pub const PARTS: [&str; 6] = [
     "imps",
@@ -87,6 +91,13 @@ pub struct HistorySpec {
     /// The train click rate: the CTR a key without history is smoothed toward.
     pub prior: f64,
     pub time_column: String,
+    /// Each input's mean and standard deviation over the train rows: the
+    /// encoded inputs are `(raw - mean) / std`, so a network sees them on
+    /// the scale of its other inputs. Empty before the replay has run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mean: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub std: Vec<f64>,
 }
 
 impl HistorySpec {
@@ -104,6 +115,13 @@ impl HistorySpec {
                 PARTS.iter().map(move |p| format!("hist_{key}_{p}"))
             })
             .collect()
+    }
+
+    /// Standardise raw inputs in place with the train moments (if fitted).
+    pub fn standardize(&self, row: &mut [f32]) {
+        for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+            *v = ((*v as f64 - m) / s) as f32;
+        }
     }
 
     /// Every column the keys and the clock read.
@@ -336,10 +354,16 @@ impl Cursor {
     }
 }
 
-/// The history inputs of every row of every split: all splits merged in time
-/// order and replayed; each split's rows (`width` f32 each, in the split's row
-/// order) go to `<out>/history-<split>.f32`.
-pub fn compute(data: &Path, spec: &HistorySpec, label: &str, out: &Path) -> Result<Vec<PathBuf>> {
+/// The raw history inputs of every row of every split: all splits merged in
+/// time order and replayed; each split's rows (`width` f32 each, in the
+/// split's row order) go to `<out>/history-<split>.f32`. Also returns each
+/// input's mean and standard deviation over the train rows.
+pub fn compute(
+    data: &Path,
+    spec: &HistorySpec,
+    label: &str,
+    out: &Path,
+) -> Result<(Vec<PathBuf>, Vec<f64>, Vec<f64>)> {
     let mut columns = spec.columns();
     columns.push(label.to_string());
     let mut cursors = Vec::new();
@@ -374,6 +398,8 @@ pub fn compute(data: &Path, spec: &HistorySpec, label: &str, out: &Path) -> Resu
     let mut state = HistoryState::new(spec);
     let mut row = vec![0f32; width];
     let mut group: Vec<(usize, Vec<u64>, bool)> = Vec::new();
+    // Train moments: count, sums and sums of squares (inputs are small).
+    let (mut n, mut sum, mut sq) = (0u64, vec![0f64; width], vec![0f64; width]);
     loop {
         // The earliest time among the splits' current rows.
         let mut t_min: Option<i64> = None;
@@ -389,6 +415,13 @@ pub fn compute(data: &Path, spec: &HistorySpec, label: &str, out: &Path) -> Resu
             while c.peek(spec, label, data)? == Some(t) {
                 let h = c.hashes[c.pos * nk..(c.pos + 1) * nk].to_vec();
                 state.read(spec, &h, t, &mut row);
+                if c.split == Split::Train {
+                    n += 1;
+                    for (k, &v) in row.iter().enumerate() {
+                        sum[k] += v as f64;
+                        sq[k] += (v as f64) * (v as f64);
+                    }
+                }
                 for v in &row {
                     c.out
                         .write_all(&v.to_le_bytes())
@@ -405,37 +438,54 @@ pub fn compute(data: &Path, spec: &HistorySpec, label: &str, out: &Path) -> Resu
     for (c, p) in cursors.iter_mut().zip(&paths) {
         c.out.flush().map_err(|e| DataError::io(p, e))?;
     }
-    Ok(paths)
+    let n = n.max(1) as f64;
+    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+    let std = sq
+        .iter()
+        .zip(&mean)
+        .map(|(q, m)| {
+            let var = q / n - m * m;
+            if var > 1e-12 {
+                var.sqrt()
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    Ok((paths, mean, std))
 }
 
 /// Reads a split's history rows back in order.
 pub struct HistoryRows {
     input: BufReader<std::fs::File>,
-    width: usize,
+    spec: HistorySpec,
     path: PathBuf,
 }
 
 impl HistoryRows {
-    pub fn open(path: &Path, width: usize) -> Result<Self> {
+    pub fn open(path: &Path, spec: &HistorySpec) -> Result<Self> {
         let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
         Ok(HistoryRows {
             input: BufReader::with_capacity(1 << 20, f),
-            width,
+            spec: spec.clone(),
             path: path.to_path_buf(),
         })
     }
 
-    /// The next `rows` rows into the history slots of `dense` (row stride
-    /// `nd`, slots starting at `first`).
+    /// The next `rows` rows, standardised, into the history slots of `dense`
+    /// (row stride `nd`, slots starting at `first`).
     pub fn fill(&mut self, rows: usize, dense: &mut [f32], nd: usize, first: usize) -> Result<()> {
-        let mut buf = vec![0u8; self.width * 4];
+        let width = self.spec.width();
+        let mut buf = vec![0u8; width * 4];
         for r in 0..rows {
             self.input
                 .read_exact(&mut buf)
                 .map_err(|e| DataError::io(&self.path, e))?;
+            let slots = &mut dense[r * nd + first..r * nd + first + width];
             for (k, v) in buf.chunks_exact(4).enumerate() {
-                dense[r * nd + first + k] = f32::from_le_bytes([v[0], v[1], v[2], v[3]]);
+                slots[k] = f32::from_le_bytes([v[0], v[1], v[2], v[3]]);
             }
+            self.spec.standardize(slots);
         }
         Ok(())
     }
@@ -452,6 +502,8 @@ mod tests {
             half_life_hours: 24.0,
             prior: 0.05,
             time_column: "time".into(),
+            mean: Vec::new(),
+            std: Vec::new(),
         }
     }
 

@@ -896,6 +896,8 @@ fn history_spec(
         half_life_hours: h.half_life_hours,
         prior: ((t.positives as f64 + 0.5) / (t.rows as f64 + 1.0)).clamp(1e-6, 1.0 - 1e-6),
         time_column,
+        mean: Vec::new(),
+        std: Vec::new(),
     })
 }
 
