@@ -277,3 +277,74 @@ fn crosses_are_fields_of_their_own_encoded_alike_for_batches_and_requests() {
     let e = FeatureMap::fit(&data, &bad, false).unwrap_err().to_string();
     assert!(e.contains("`nope`"), "{e}");
 }
+
+#[test]
+fn frequency_fields_hold_the_bucketised_train_count() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    simulate_small(&data, 20_000, 5);
+    let cfg: FeatureConfig = toml::from_str(
+        r#"
+min_count = 3
+frequency = ["user_id"]
+[fields.site_id]
+encoding = "frequency"
+"#,
+    )
+    .unwrap();
+    let map = FeatureMap::fit(&data, &cfg, false).unwrap();
+    let names: Vec<&str> = map.categorical.iter().map(|f| f.name.as_str()).collect();
+    // user_id keeps its own field and gains user_id_freq; site_id is replaced.
+    assert!(
+        names.contains(&"user_id") && names.contains(&"user_id_freq"),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"site_id_freq") && !names.contains(&"site_id"),
+        "{names:?}"
+    );
+
+    // The train counts, independently.
+    let train = read_split(&data, Split::Train);
+    let users = common::col::<arrow::array::StringArray>(&train, "user_id");
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for r in 0..train.num_rows() {
+        *counts.entry(users.value(r)).or_default() += 1;
+    }
+    let f = names.iter().position(|n| *n == "user_id_freq").unwrap();
+    let field = &map.categorical[f];
+    let index = |v: &str| {
+        let (ids, _) = map.encode_row(|c| match c {
+            "user_id" => RawValue::Str(v),
+            _ => RawValue::Missing,
+        });
+        ids[f] as u32 - field.offset
+    };
+    let (mut common_seen, mut rare_seen) = (0, 0);
+    for (v, &n) in &counts {
+        let want = if n >= 3 {
+            common_seen += 1;
+            ctr_dl::features::map::frequency_bucket(n)
+        } else {
+            rare_seen += 1;
+            OOV
+        };
+        assert_eq!(index(v), want, "{v} seen {n} times");
+    }
+    assert!(
+        common_seen > 50 && rare_seen > 5,
+        "{common_seen} {rare_seen}"
+    );
+    assert_eq!(index("never-seen-user"), OOV);
+    assert_eq!(ctr_dl::features::map::frequency_bucket(1), 2);
+    assert_eq!(ctr_dl::features::map::frequency_bucket(8), 5);
+    // Shards and requests agree.
+    let enc = map.encode_batch(&train).unwrap();
+    let nf = map.num_fields();
+    for r in (0..train.num_rows()).step_by(101) {
+        assert_eq!(
+            enc.ids[r * nf + f] as u32 - field.offset,
+            index(users.value(r))
+        );
+    }
+}

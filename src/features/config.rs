@@ -21,13 +21,20 @@ pub enum Encoding {
     /// Categorical after the Criteo x4 transform: `floor(ln(x)^2)` for x > 2,
     /// the value itself otherwise; then a vocabulary with `min_count`.
     LogBucket,
+    /// Frequency encoding: the value's train count, bucketised by powers of
+    /// two (values seen fewer than `min_count` times share the rare bucket
+    /// with unseen ones); a field named `<column>_freq`.
+    Frequency,
     /// Not used.
     Drop,
 }
 
 impl Encoding {
     pub fn is_categorical(self) -> bool {
-        matches!(self, Encoding::Vocab | Encoding::Hash | Encoding::LogBucket)
+        matches!(
+            self,
+            Encoding::Vocab | Encoding::Hash | Encoding::LogBucket | Encoding::Frequency
+        )
     }
 }
 
@@ -118,6 +125,10 @@ pub struct FeatureConfig {
     /// Per-column overrides: `[features.fields.user_id] encoding = "hash"`.
     #[serde(default)]
     pub fields: BTreeMap<String, FieldOverride>,
+    /// Columns that also get a frequency-encoded field (`<column>_freq`)
+    /// beside their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frequency: Vec<String>,
     /// Crosses: columns joined with `+` (`"device+placement"`), each one more
     /// categorical field (`device_x_placement`) encoded like the others
     /// (`categorical`, `min_count`, `buckets`).

@@ -49,6 +49,19 @@ pub enum CatTransform {
     },
     /// Index `1 + part of the time`.
     Time { part: TimePart },
+    /// Frequency encoding: the value's train count, bucketised:
+    /// `2 + min(floor(log2(count)), 31)` for values seen at least
+    /// `min_count` times, the out-of-vocabulary index for rarer and unseen
+    /// ones. `counts` holds those values with their counts.
+    Frequency {
+        min_count: u64,
+        counts: Vec<(String, u64)>,
+    },
+}
+
+/// The frequency bucket of a train count.
+pub fn frequency_bucket(count: u64) -> u32 {
+    2 + (63 - count.max(1).leading_zeros()).min(31)
 }
 
 /// One categorical field.
@@ -295,7 +308,11 @@ impl FeatureMap {
                 } => {
                     let values = std::mem::take(&mut counts[i]);
                     let transform = cat_transform(enc, min_count, buckets, values, missing_zero);
-                    categorical.push(CatField::new(column.clone(), column, transform));
+                    let name = match enc {
+                        Encoding::Frequency => format!("{column}_freq"),
+                        _ => column.clone(),
+                    };
+                    categorical.push(CatField::new(name, column, transform));
                 }
                 Plan::Cross {
                     columns,
@@ -380,6 +397,10 @@ impl FeatureMap {
                         .map(|(i, v)| (v.as_str().into(), 2 + i as u32))
                         .collect()
                 }
+                CatTransform::Frequency { counts, .. } => counts
+                    .iter()
+                    .map(|(v, n)| (v.as_str().into(), frequency_bucket(*n)))
+                    .collect(),
                 _ => HashMap::new(),
             };
         }
@@ -542,6 +563,11 @@ impl FeatureMap {
                 }
                 CatTransform::Hash { buckets } => format!("hash {buckets} buckets"),
                 CatTransform::Time { part } => format!("time {}", part.name()),
+                CatTransform::Frequency { min_count, counts } => format!(
+                    "frequency of {} in train, log2 buckets ({} values counted, min count {min_count})",
+                    f.column,
+                    counts.len()
+                ),
             };
             s.push_str(&format!("  {:<24} {:>10} rows  {what}\n", f.name, f.size));
         }
@@ -583,6 +609,7 @@ impl CatTransform {
             }
             CatTransform::Hash { buckets } => 1 + buckets,
             CatTransform::Time { part } => 1 + part.cardinality(),
+            CatTransform::Frequency { .. } => 2 + 32,
         }
     }
 }
@@ -603,7 +630,7 @@ impl CatField {
     /// The index of a raw value within this field.
     pub fn index(&self, v: RawValue<'_>, seed: u64, buf: &mut Vec<u8>) -> u32 {
         match &self.transform {
-            CatTransform::Vocab { .. } => match v {
+            CatTransform::Vocab { .. } | CatTransform::Frequency { .. } => match v {
                 RawValue::Missing => MISSING,
                 RawValue::Str(s) => self.lookup.get(s).copied().unwrap_or(OOV),
                 other => match token(other) {
@@ -718,6 +745,17 @@ fn cat_transform(
             missing_as_zero,
             values: frequent(counts, min_count),
         },
+        Encoding::Frequency => {
+            let mut kept: Vec<(String, u64)> = counts
+                .into_iter()
+                .filter(|(_, n)| *n >= min_count)
+                .collect();
+            kept.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            CatTransform::Frequency {
+                min_count,
+                counts: kept,
+            }
+        }
         _ => CatTransform::Vocab {
             min_count,
             values: frequent(counts, min_count),
@@ -775,9 +813,12 @@ fn make_plan(schema: &DatasetSchema, config: &FeatureConfig) -> Result<Vec<Plan>
             }
             ColumnKind::Categorical => {
                 let e = o.encoding.unwrap_or(config.categorical);
-                if !matches!(e, Encoding::Vocab | Encoding::Hash | Encoding::Drop) {
+                if !matches!(
+                    e,
+                    Encoding::Vocab | Encoding::Hash | Encoding::Frequency | Encoding::Drop
+                ) {
                     return Err(DataError::Invalid(format!(
-                        "features.fields.{}: a categorical column takes vocab, hash or drop, not {e:?}",
+                        "features.fields.{}: a categorical column takes vocab, hash, frequency or drop, not {e:?}",
                         c.name
                     )));
                 }
@@ -787,17 +828,42 @@ fn make_plan(schema: &DatasetSchema, config: &FeatureConfig) -> Result<Vec<Plan>
         };
         match enc {
             Encoding::Drop => {}
-            Encoding::Vocab | Encoding::Hash | Encoding::LogBucket => plan.push(Plan::Cat {
-                column: c.name.clone(),
-                enc,
-                min_count,
-                buckets,
-            }),
+            Encoding::Vocab | Encoding::Hash | Encoding::LogBucket | Encoding::Frequency => plan
+                .push(Plan::Cat {
+                    column: c.name.clone(),
+                    enc,
+                    min_count,
+                    buckets,
+                }),
             Encoding::Standardize | Encoding::LogStandardize => plan.push(Plan::Dense {
                 column: c.name.clone(),
                 log: enc == Encoding::LogStandardize,
             }),
         }
+    }
+    for column in &config.frequency {
+        let ok = schema.kept().any(|k| {
+            &k.name == column
+                && !matches!(
+                    k.kind,
+                    ColumnKind::Label
+                        | ColumnKind::Truth
+                        | ColumnKind::Skip
+                        | ColumnKind::Timestamp
+                )
+        });
+        if !ok {
+            return Err(DataError::Invalid(format!(
+                "features.frequency: `{column}` is not a feature column of dataset `{}`",
+                schema.name
+            )));
+        }
+        plan.push(Plan::Cat {
+            column: column.clone(),
+            enc: Encoding::Frequency,
+            min_count: config.min_count,
+            buckets: config.buckets,
+        });
     }
     for cross in &config.crosses {
         let columns: Vec<String> = cross.split('+').map(|c| c.trim().to_string()).collect();
