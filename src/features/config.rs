@@ -60,6 +60,9 @@ pub enum TimePart {
     Weekday,
     /// Saturday or Sunday (2 values).
     Weekend,
+    /// Part of the day, UTC: night 0-5 h, morning 6-11 h, afternoon 12-17 h,
+    /// evening 18-23 h (4 values).
+    DayPart,
 }
 
 impl TimePart {
@@ -68,6 +71,7 @@ impl TimePart {
             TimePart::Hour => "hour",
             TimePart::Weekday => "weekday",
             TimePart::Weekend => "weekend",
+            TimePart::DayPart => "day_part",
         }
     }
     /// Number of values, without the missing slot.
@@ -76,6 +80,7 @@ impl TimePart {
             TimePart::Hour => 24,
             TimePart::Weekday => 7,
             TimePart::Weekend => 2,
+            TimePart::DayPart => 4,
         }
     }
 }

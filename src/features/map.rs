@@ -673,6 +673,7 @@ impl CatField {
                     TimePart::Hour => hour,
                     TimePart::Weekday => weekday,
                     TimePart::Weekend => (weekday >= 5) as u32,
+                    TimePart::DayPart => hour / 6,
                 }
             }
         }
@@ -1021,6 +1022,32 @@ mod tests {
         assert_eq!(log_bucket_token(2.0), "2");
         assert_eq!(log_bucket_token(-1.0), "-1");
         assert_eq!(log_bucket_token(0.5), "0.5");
+    }
+
+    #[test]
+    fn time_parts_of_a_known_instant() {
+        // 2026-01-10 is a Saturday; 19:30 UTC is evening.
+        let t = RawValue::TimeMs(1_768_073_400_000);
+        let index = |part| {
+            CatField::new("t".into(), "t".into(), CatTransform::Time { part }).index(
+                t,
+                0,
+                &mut Vec::new(),
+            )
+        };
+        assert_eq!(index(TimePart::Hour), 1 + 19);
+        assert_eq!(index(TimePart::Weekday), 1 + 5);
+        assert_eq!(index(TimePart::Weekend), 1 + 1);
+        assert_eq!(index(TimePart::DayPart), 1 + 3);
+        let night = CatField::new(
+            "t".into(),
+            "t".into(),
+            CatTransform::Time {
+                part: TimePart::DayPart,
+            },
+        )
+        .index(RawValue::TimeMs(1_768_014_000_000), 0, &mut Vec::new());
+        assert_eq!(night, 1, "03:00 UTC is night");
     }
 
     #[test]
