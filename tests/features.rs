@@ -348,3 +348,65 @@ encoding = "frequency"
         );
     }
 }
+
+#[test]
+fn target_encoding_is_out_of_fold_on_train_and_from_all_of_train_elsewhere() {
+    use ctr_dl::features::target::fold_of;
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    simulate_small(&data, 20_000, 6);
+    let cfg: FeatureConfig = toml::from_str(
+        r#"
+[target_encoding]
+columns = ["ad_id"]
+folds = 4
+smoothing = 10.0
+seed = 9
+"#,
+    )
+    .unwrap();
+    let ds = prepare(&data, None, &cfg, false).unwrap();
+    let map = &ds.features;
+    let t = map.target.as_ref().unwrap();
+    let (nd, k) = (map.num_dense(), map.target_offset());
+    assert_eq!(ds.meta.dense_names[k], "te_ad_id");
+
+    // Independent counts: over all of train and per fold.
+    let train = read_split(&data, Split::Train);
+    let ads = common::col::<arrow::array::StringArray>(&train, "ad_id");
+    let y = common::col::<arrow::array::Int8Array>(&train, "clicked");
+    let mut all: HashMap<&str, (f64, f64)> = HashMap::new();
+    let mut fold: HashMap<(u32, &str), (f64, f64)> = HashMap::new();
+    for r in 0..train.num_rows() {
+        let c = y.value(r) as f64;
+        let f = fold_of(9, r as u64, 4);
+        for e in [
+            all.entry(ads.value(r)).or_default(),
+            fold.entry((f, ads.value(r))).or_default(),
+        ] {
+            *e = (e.0 + c, e.1 + 1.0);
+        }
+    }
+    let enc = ds.read_all(Split::Train).unwrap();
+    for r in (0..train.num_rows()).step_by(37) {
+        let a = ads.value(r);
+        let (c, n) = all[a];
+        let (fc, fnn) = fold[&(fold_of(9, r as u64, 4), a)];
+        let want = t.value(c - fc, n - fnn);
+        assert_eq!(enc.dense[r * nd + k], want, "train row {r}");
+    }
+    // Valid rows and requests: all of train.
+    let valid = read_split(&data, Split::Valid);
+    let vads = common::col::<arrow::array::StringArray>(&valid, "ad_id");
+    let venc = ds.read_all(Split::Valid).unwrap();
+    for r in (0..valid.num_rows()).step_by(13) {
+        let a = vads.value(r);
+        let (c, n) = all.get(a).copied().unwrap_or((0.0, 0.0));
+        assert_eq!(venc.dense[r * nd + k], t.value(c, n), "valid row {r}");
+        let (_, dense) = map.encode_row(|col| match col {
+            "ad_id" => RawValue::Str(a),
+            _ => RawValue::Missing,
+        });
+        assert_eq!(dense[k], t.value(c, n));
+    }
+}

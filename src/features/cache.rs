@@ -202,6 +202,14 @@ pub fn prepare(
             splits: BTreeMap::new(),
             seconds: 0.0,
         };
+        // Target encoding: train rows read their value out of fold.
+        let folds = match &config.target_encoding {
+            Some(t) => {
+                let schema = crate::data::manifest::DatasetManifest::load(data_dir)?.schema;
+                Some(super::map::target_stats(data_dir, t, &schema)?.1)
+            }
+            None => None,
+        };
         for (i, s) in [Split::Train, Split::Valid, Split::Test]
             .into_iter()
             .enumerate()
@@ -210,7 +218,8 @@ pub fn prepare(
                 (Some(paths), Some(spec)) => Some(HistoryRows::open(&paths[i], spec)?),
                 _ => None,
             };
-            let info = encode_split(data_dir, s, &features, &tmp, rows, progress)?;
+            let oof = folds.as_ref().filter(|_| s == Split::Train);
+            let info = encode_split(data_dir, s, &features, &tmp, rows, oof, progress)?;
             meta.splits.insert(s.name().to_string(), info);
         }
         for p in history.iter().flatten() {
@@ -243,6 +252,7 @@ fn encode_split(
     features: &FeatureMap,
     out: &Path,
     mut history: Option<HistoryRows>,
+    oof: Option<&Vec<Vec<super::map::ValueCounts>>>,
     progress: bool,
 ) -> Result<EncodedSplit> {
     let mut columns: Vec<String> = features.columns.iter().map(|(c, _)| c.clone()).collect();
@@ -273,9 +283,23 @@ fn encode_split(
         *pending = Encoded::default();
         Ok(())
     };
-    let (nd, first) = (features.num_dense(), features.dense.len());
+    let (nd, first) = (features.num_dense(), features.history_offset());
+    let mut row = 0u64;
     for batch in reader {
-        let mut e = features.encode_batch(&batch?)?;
+        let batch = batch?;
+        let mut e = features.encode_batch(&batch)?;
+        if let (Some(t), Some(folds)) = (&features.target, oof) {
+            let start = features.target_offset();
+            for (k, c) in t.columns.iter().enumerate() {
+                let col = super::map::view(&batch, c)?;
+                for r in 0..e.rows {
+                    let fold = super::target::fold_of(t.seed, row + r as u64, t.folds);
+                    let tok = super::map::token(col.get(r));
+                    e.dense[r * nd + start + k] = t.out_of_fold(k, tok.as_deref(), fold, &folds[k]);
+                }
+            }
+        }
+        row += e.rows as u64;
         if let Some(h) = history.as_mut() {
             h.fill(e.rows, &mut e.dense, nd, first)?;
         }

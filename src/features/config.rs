@@ -139,6 +139,9 @@ pub struct FeatureConfig {
     /// (`categorical`, `min_count`, `buckets`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crosses: Vec<String>,
+    /// Out-of-fold target encoding (`[features.target_encoding]`), off by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_encoding: Option<super::target::TargetConfig>,
     /// Leakage-free historical inputs (`[features.history]`), off by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<super::history::HistoryConfig>,
@@ -198,6 +201,9 @@ impl FeatureConfig {
         }
         if let Some(h) = &self.history {
             h.validate()?;
+        }
+        if let Some(t) = &self.target_encoding {
+            t.validate()?;
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{Encoding, FeatureConfig, MissingPolicy, TimePart};
 use super::hashing::{hash_value, HASH_VERSION};
 use super::history::HistorySpec;
+use super::target::TargetSpec;
 use crate::data::manifest::DatasetManifest;
 use crate::data::reader::{ReaderOptions, ShardReader};
 use crate::data::schema::{ColumnKind, DatasetSchema};
@@ -131,7 +132,11 @@ pub struct FeatureMap {
     pub fitted_rows: u64,
     /// Whether a missing number reads as 0.
     pub numeric_missing: MissingPolicy,
-    /// Historical inputs, after the dense fields: filled by the offline
+    /// Target-encoded inputs, after the dense fields: from all of train here,
+    /// out of fold for train rows in the encoded cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetSpec>,
+    /// Historical inputs, after the target inputs: filled by the offline
     /// replay ([`super::history::compute`]), not by the row encoders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<HistorySpec>,
@@ -369,10 +374,36 @@ impl FeatureMap {
             vocab_size: 0,
             columns: columns
                 .iter()
+                .chain(
+                    config
+                        .target_encoding
+                        .iter()
+                        .flat_map(|t| t.columns.iter())
+                        .filter(|c| !columns.contains(c)),
+                )
                 .map(|c| (c.clone(), kinds[c.as_str()]))
                 .collect(),
             fitted_rows: rows,
             numeric_missing: config.numeric_missing,
+            target: match &config.target_encoding {
+                Some(t) => {
+                    let (totals, _) = target_stats(dir, t, schema)?;
+                    let tr = &manifest.train;
+                    let prior = ((tr.positives as f64 + 0.5) / (tr.rows as f64 + 1.0))
+                        .clamp(1e-6, 1.0 - 1e-6);
+                    let tables = totals
+                        .into_iter()
+                        .map(|m| {
+                            let mut v: Vec<(String, u64, u64)> =
+                                m.into_iter().map(|(k, (c, n))| (k, c, n)).collect();
+                            v.sort_unstable_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+                            v
+                        })
+                        .collect();
+                    Some(TargetSpec::new(t, prior, tables))
+                }
+                None => None,
+            },
             history: match &config.history {
                 Some(h) => Some(history_spec(h, schema, &manifest)?),
                 None => None,
@@ -384,6 +415,9 @@ impl FeatureMap {
 
     /// Offsets, sizes and lookup tables from the transforms.
     fn finish(&mut self) {
+        if let Some(t) = &mut self.target {
+            t.finish();
+        }
         let mut offset = 0u64;
         for f in &mut self.categorical {
             f.size = f.transform.size();
@@ -414,12 +448,25 @@ impl FeatureMap {
 
     /// Number of dense inputs, the history inputs included.
     pub fn num_dense(&self) -> usize {
-        self.dense.len() + self.history.as_ref().map_or(0, |h| h.width())
+        self.history_offset() + self.history.as_ref().map_or(0, |h| h.width())
+    }
+
+    /// Where the target inputs start in a row's dense inputs.
+    pub fn target_offset(&self) -> usize {
+        self.dense.len()
+    }
+
+    /// Where the history inputs start in a row's dense inputs.
+    pub fn history_offset(&self) -> usize {
+        self.dense.len() + self.target.as_ref().map_or(0, |t| t.width())
     }
 
     /// Names of the dense inputs, in order.
     pub fn dense_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.dense.iter().map(|f| f.name.clone()).collect();
+        if let Some(t) = &self.target {
+            names.extend(t.names());
+        }
         if let Some(h) = &self.history {
             names.extend(h.names());
         }
@@ -496,6 +543,15 @@ impl FeatureMap {
                 out.dense[r * nd + d] = field.value(col.get(r), self.missing_zero()) as f32;
             }
         }
+        if let Some(t) = &self.target {
+            let first = self.target_offset();
+            for (k, c) in t.columns.iter().enumerate() {
+                let col = view(batch, c)?;
+                for r in 0..n {
+                    out.dense[r * nd + first + k] = t.full(k, token(col.get(r)).as_deref());
+                }
+            }
+        }
         let label = batch
             .column_by_name(&self.label)
             .and_then(|c| c.as_any().downcast_ref::<Int8Array>())
@@ -533,11 +589,16 @@ impl FeatureMap {
                 (f.offset + index) as i32
             })
             .collect();
-        let dense = self
+        let mut dense: Vec<f32> = self
             .dense
             .iter()
             .map(|f| f.value(get(&f.column), self.missing_zero()) as f32)
             .collect();
+        if let Some(t) = &self.target {
+            for (k, c) in t.columns.iter().enumerate() {
+                dense.push(t.full(k, token(get(c)).as_deref()));
+            }
+        }
         (ids, dense)
     }
 
@@ -699,7 +760,7 @@ impl DenseField {
 
 /// The token of a non-string value: integers in decimal, floats in Rust's
 /// shortest round-trip form.
-fn token(v: RawValue<'_>) -> Option<String> {
+pub(crate) fn token(v: RawValue<'_>) -> Option<String> {
     match v {
         RawValue::Missing => None,
         RawValue::Str(s) => Some(s.to_string()),
@@ -914,6 +975,78 @@ fn used_columns(plan: &[Plan]) -> Vec<String> {
         }
     }
     cols
+}
+
+/// (clicks, rows) of each value of one column.
+pub type ValueCounts = HashMap<String, (u64, u64)>;
+
+/// Per target-encoded column, the value counts over all of train and per
+/// out-of-fold fold (by the row's position in train).
+pub type TargetStats = (Vec<ValueCounts>, Vec<Vec<ValueCounts>>);
+
+/// One pass over train for the target encoding's statistics.
+pub fn target_stats(
+    dir: &Path,
+    t: &super::target::TargetConfig,
+    schema: &DatasetSchema,
+) -> Result<TargetStats> {
+    for c in &t.columns {
+        let ok = schema.kept().any(|k| {
+            &k.name == c
+                && !matches!(
+                    k.kind,
+                    ColumnKind::Label
+                        | ColumnKind::Truth
+                        | ColumnKind::Skip
+                        | ColumnKind::Timestamp
+                )
+        });
+        if !ok {
+            return Err(DataError::Invalid(format!(
+                "features.target_encoding.columns: `{c}` is not a feature column of dataset `{}`",
+                schema.name
+            )));
+        }
+    }
+    let label = schema.label().to_string();
+    let mut columns = t.columns.clone();
+    columns.push(label.clone());
+    let reader = ShardReader::open_split(
+        dir,
+        Split::Train,
+        ReaderOptions {
+            batch_size: 65_536,
+            columns: Some(columns),
+            ..Default::default()
+        },
+    )?;
+    let nk = t.columns.len();
+    let mut totals: Vec<ValueCounts> = vec![HashMap::new(); nk];
+    let mut folds: Vec<Vec<ValueCounts>> = vec![vec![HashMap::new(); t.folds as usize]; nk];
+    let mut row = 0u64;
+    for batch in reader {
+        let batch = batch?;
+        let y = batch
+            .column_by_name(&label)
+            .and_then(|c| c.as_any().downcast_ref::<Int8Array>())
+            .ok_or_else(|| DataError::Invalid(format!("no Int8 label column `{label}`")))?;
+        for (k, c) in t.columns.iter().enumerate() {
+            let col = view(&batch, c)?;
+            for r in 0..batch.num_rows() {
+                let Some(tok) = token(col.get(r)) else {
+                    continue;
+                };
+                let click = (y.is_valid(r) && y.value(r) != 0) as u64;
+                let f = super::target::fold_of(t.seed, row + r as u64, t.folds) as usize;
+                let e = folds[k][f].entry(tok.clone()).or_default();
+                *e = (e.0 + click, e.1 + 1);
+                let e = totals[k].entry(tok).or_default();
+                *e = (e.0 + click, e.1 + 1);
+            }
+        }
+        row += batch.num_rows() as u64;
+    }
+    Ok((totals, folds))
 }
 
 /// The fitted history settings: key columns checked against the schema, the

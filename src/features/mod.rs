@@ -7,6 +7,7 @@ pub mod config;
 pub mod hashing;
 pub mod history;
 pub mod map;
+pub mod target;
 
 pub use cache::{prepare, Batch, EncodedDataset, Loader, LoaderOptions};
 pub use config::{Encoding, FeatureConfig};
