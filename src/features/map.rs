@@ -904,22 +904,7 @@ fn make_plan(schema: &DatasetSchema, config: &FeatureConfig) -> Result<Vec<Plan>
         }
     }
     for column in &config.frequency {
-        let ok = schema.kept().any(|k| {
-            &k.name == column
-                && !matches!(
-                    k.kind,
-                    ColumnKind::Label
-                        | ColumnKind::Truth
-                        | ColumnKind::Skip
-                        | ColumnKind::Timestamp
-                )
-        });
-        if !ok {
-            return Err(DataError::Invalid(format!(
-                "features.frequency: `{column}` is not a feature column of dataset `{}`",
-                schema.name
-            )));
-        }
+        check_value_column(schema, column, "features.frequency")?;
         plan.push(Plan::Cat {
             column: column.clone(),
             enc: Encoding::Frequency,
@@ -977,6 +962,25 @@ fn used_columns(plan: &[Plan]) -> Vec<String> {
     cols
 }
 
+/// A column whose values can be counted: kept, and not the label, the truth
+/// or a timestamp; `setting` names the config key in the error.
+fn check_value_column(schema: &DatasetSchema, column: &str, setting: &str) -> Result<()> {
+    let ok = schema.kept().any(|k| {
+        k.name == column
+            && !matches!(
+                k.kind,
+                ColumnKind::Label | ColumnKind::Truth | ColumnKind::Skip | ColumnKind::Timestamp
+            )
+    });
+    if ok {
+        return Ok(());
+    }
+    Err(DataError::Invalid(format!(
+        "{setting}: `{column}` is not a feature column of dataset `{}`",
+        schema.name
+    )))
+}
+
 /// (clicks, rows) of each value of one column.
 pub type ValueCounts = HashMap<String, (u64, u64)>;
 
@@ -991,22 +995,7 @@ pub fn target_stats(
     schema: &DatasetSchema,
 ) -> Result<TargetStats> {
     for c in &t.columns {
-        let ok = schema.kept().any(|k| {
-            &k.name == c
-                && !matches!(
-                    k.kind,
-                    ColumnKind::Label
-                        | ColumnKind::Truth
-                        | ColumnKind::Skip
-                        | ColumnKind::Timestamp
-                )
-        });
-        if !ok {
-            return Err(DataError::Invalid(format!(
-                "features.target_encoding.columns: `{c}` is not a feature column of dataset `{}`",
-                schema.name
-            )));
-        }
+        check_value_column(schema, c, "features.target_encoding.columns")?;
     }
     let label = schema.label().to_string();
     let mut columns = t.columns.clone();
