@@ -79,6 +79,34 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Build the directory `out` atomically: `build` fills a temporary directory
+/// beside it (see [`temp_path`]), which replaces `out` only when `build`
+/// succeeds; on failure it is removed, so nothing half-built is left.
+pub fn build_dir_atomically<T>(out: &Path, build: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    let tmp = temp_path(out);
+    let result = (|| {
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        let value = build(&tmp)?;
+        if out.exists() {
+            std::fs::remove_dir_all(out).map_err(|e| DataError::io(out, e))?;
+        }
+        std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
+        Ok(value)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
 /// Serialise `value` as pretty JSON into `path`, atomically.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)

@@ -23,11 +23,11 @@ use super::calibrate::{Calibrator, Method};
 use super::metrics::{evaluate, roc_auc, Metrics};
 use super::plots::{self, LineChart, ReliabilityBin, Series};
 use super::runs::{open_run, run_metrics, OpenRun, RunModel};
-use crate::data::io::write_json;
+use crate::data::io::{build_dir_atomically, write_json};
 use crate::data::writer::Split;
 use crate::error::{DataError, Result};
 use crate::features::config::TimePart;
-use crate::features::map::{CatTransform, Encoded};
+use crate::features::map::{binary_labels, CatTransform, Encoded};
 use crate::rng::Rng;
 
 /// Model kinds the report knows (`run.json`'s `model`).
@@ -251,7 +251,6 @@ pub struct ReportSummary {
 struct Scored {
     open: OpenRun,
     p: Vec<f64>,
-    calibrated: Option<(Calibrator, Vec<f64>)>,
     section: RunSection,
 }
 
@@ -293,7 +292,7 @@ fn permutation_importance(
         dense: e.dense[..n * nd].to_vec(),
         labels: e.labels[..n].to_vec(),
     };
-    let y: Vec<u8> = sub.labels.iter().map(|&l| (l > 0.5) as u8).collect();
+    let y = binary_labels(&sub.labels);
     let base = roc_auc(&open.predict(&sub)?, &y).unwrap_or(0.5);
     let mut out = Vec::with_capacity(nf + nd);
     for (c, name) in open.ds.meta.column_names().into_iter().enumerate() {
@@ -461,43 +460,12 @@ pub fn report(opts: &ReportOptions) -> Result<ReportSummary> {
             }),
             metrics,
         };
-        scored.push(Scored {
-            open,
-            p,
-            calibrated,
-            section,
-        });
+        scored.push(Scored { open, p, section });
     }
     let (_, y, e) = reference.expect("at least one run");
 
-    // Draw into a temporary directory; rename at the end.
-    let out = &opts.out;
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|err| DataError::io(parent, err))?;
-    let tmp = parent.join(format!(
-        ".{}.{}.tmp",
-        out.file_name().and_then(|n| n.to_str()).unwrap_or("report"),
-        std::process::id()
-    ));
-    let result = (|| {
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|err| DataError::io(&tmp, err))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(|err| DataError::io(&tmp, err))?;
-        let summary = draw(&tmp, opts, &scored, &y, &e)?;
-        if out.exists() {
-            std::fs::remove_dir_all(out).map_err(|err| DataError::io(out, err))?;
-        }
-        std::fs::rename(&tmp, out).map_err(|err| DataError::io(out, err))?;
-        Ok(summary)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
+    // Drawn into a temporary directory, renamed into place at the end.
+    build_dir_atomically(&opts.out, |tmp| draw(tmp, opts, &scored, &y, &e))
 }
 
 /// The figures, `report.json` and `report.html` into `dir`.
@@ -714,7 +682,7 @@ fn draw(
         figures: figures.iter().map(|f| f.0.clone()).collect(),
     };
     write_json(&dir.join("report.json"), &summary)?;
-    let html = render_html(dir, &summary, scored, &figures)?;
+    let html = render_html(dir, &summary, &figures)?;
     crate::data::io::atomic_write(&dir.join("report.html"), html.as_bytes())?;
     Ok(summary)
 }
@@ -728,7 +696,6 @@ fn pr_points_skip(n: usize) -> usize {
 fn render_html(
     dir: &Path,
     s: &ReportSummary,
-    scored: &[Scored],
     figures: &[(String, String, String)],
 ) -> Result<String> {
     let f = |x: Option<f64>, d: usize| x.map_or("-".to_string(), |v| format!("{v:.d$}"));
@@ -843,7 +810,7 @@ figcaption {{ color: #555; font-size: .9rem; }}
             file
         );
     }
-    if scored.iter().any(|x| x.calibrated.is_some()) {
+    if s.runs.iter().any(|r| r.calibration.is_some()) {
         h += "<p class=\"meta\">Calibrators are fitted on the valid split and saved with their run as <code>calibration.json</code>; <code>ctr-dl export</code> copies one into the bundle and the server applies it to every prediction.</p>\n";
     }
     h += "</body></html>\n";

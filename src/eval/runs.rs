@@ -2,12 +2,12 @@
 //! rows: what `eval`, `compare` and `report` read runs through.
 use std::path::Path;
 
-use tch::{Device, Kind};
+use tch::Device;
 
 use crate::data::io::read_json;
 use crate::data::writer::Split;
 use crate::error::{DataError, Result};
-use crate::features::map::Encoded;
+use crate::features::map::{binary_labels, Encoded};
 use crate::features::{Batch, EncodedDataset};
 use crate::train::trainer::{load_run, Loaded, RunInfo, RunMetrics};
 
@@ -72,13 +72,7 @@ impl OpenRun {
                 let rows: Vec<usize> = (0..e.rows).collect();
                 for chunk in rows.chunks(16_384) {
                     let b = Batch::from_encoded(e, nf, nd, chunk);
-                    let p = net
-                        .model
-                        .forward_t(&b.ids.to(net.device), &b.dense.to(net.device), false)
-                        .sigmoid()
-                        .to_kind(Kind::Double)
-                        .to(Device::Cpu);
-                    out.extend(Vec::<f64>::try_from(&p).map_err(|err| {
+                    out.extend(net.probs(&b).map_err(|err| {
                         DataError::Invalid(format!("{}: {err}", self.ds.dir.display()))
                     })?);
                 }
@@ -100,7 +94,7 @@ impl OpenRun {
         }
         let e = self.ds.read_all(s)?;
         let p = self.predict(&e)?;
-        let y = e.labels.iter().map(|&y| (y > 0.5) as u8).collect();
+        let y = binary_labels(&e.labels);
         Ok((p, y, e))
     }
 }

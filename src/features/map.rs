@@ -162,6 +162,11 @@ pub struct Encoded {
     pub labels: Vec<f32>,
 }
 
+/// Encoded labels (0.0 / 1.0) as the 0/1 bytes the metrics take.
+pub fn binary_labels(labels: &[f32]) -> Vec<u8> {
+    labels.iter().map(|&y| (y > 0.5) as u8).collect()
+}
+
 /// The Criteo x4 bucket of a number, as a token.
 pub fn log_bucket_token(x: f64) -> String {
     if x > 2.0 {

@@ -11,6 +11,7 @@ use crate::data::io::{atomic_write, read_json, write_json};
 use crate::data::writer::Split;
 use crate::error::{DataError, Result};
 use crate::eval::metrics::{evaluate, log_loss};
+use crate::features::map::binary_labels;
 use crate::features::{prepare, EncodedDataset};
 use crate::tensorboard::{EventWriter, HParamValue};
 use crate::train::trainer::{
@@ -87,7 +88,7 @@ pub fn train_gbdt(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainRepo
         .map_err(lgbm_err("naming columns"))?;
     let dvalid = Dataset::from_rows(&valid.x, cols, &valid.y, &params, Some(&dtrain))
         .map_err(lgbm_err("building the valid dataset"))?;
-    let train_labels: Vec<u8> = train.y.iter().map(|&y| (y > 0.5) as u8).collect();
+    let train_labels = binary_labels(&train.y);
     drop(train);
     let mut booster =
         Booster::new(&dtrain, &[&dvalid], &params).map_err(lgbm_err("creating the booster"))?;
@@ -104,7 +105,7 @@ pub fn train_gbdt(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainRepo
             .position(|n| n == name)
             .and_then(|i| vals.get(i).copied())
     };
-    let valid_labels: Vec<u8> = valid.y.iter().map(|&y| (y > 0.5) as u8).collect();
+    let valid_labels = binary_labels(&valid.y);
 
     let mut tb = EventWriter::create(&run_dir).map_err(|e| DataError::io(&run_dir, e))?;
     let tb_err = |e| DataError::io(run_dir.clone(), e);
@@ -263,7 +264,7 @@ pub fn train_gbdt(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainRepo
         0 => None,
         _ => {
             let t = split_matrix(&ds, Split::Test)?;
-            let y: Vec<u8> = t.y.iter().map(|&y| (y > 0.5) as u8).collect();
+            let y = binary_labels(&t.y);
             Some(evaluate(&model.predict(&t.x)?, &y))
         }
     };
@@ -336,13 +337,6 @@ impl GbdtRun {
         self.booster
             .predict(x, 0, "")
             .map_err(lgbm_err("predicting"))
-    }
-
-    /// Probabilities and labels of a whole split.
-    pub fn predict_split(&self, ds: &EncodedDataset, s: Split) -> Result<(Vec<f64>, Vec<u8>)> {
-        let e = ds.read_all(s)?;
-        let p = self.predict(&matrix(&e, &self.offsets, self.num_dense))?;
-        Ok((p, e.labels.iter().map(|&y| (y > 0.5) as u8).collect()))
     }
 }
 

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::{CModule, Device, Kind, Tensor};
 
-use crate::data::io::{read_json, write_json};
+use crate::data::io::{build_dir_atomically, read_json, write_json};
 use crate::data::manifest::now_rfc3339;
 use crate::data::writer::Split;
 use crate::error::{DataError, Result};
@@ -308,9 +308,9 @@ impl Target {
     }
 }
 
-/// Write a bundle into a temporary directory (`write_model` adds the model
-/// file and returns its self-check), then rename it into place once the
-/// check has passed.
+/// Write a bundle through a temporary directory (`write_model` adds the
+/// model file and returns its self-check), renamed into place once the check
+/// has passed.
 fn write_bundle(
     opts: &ExportOptions,
     target: Target,
@@ -322,19 +322,8 @@ fn write_bundle(
 ) -> Result<ExportReport> {
     let run_dir = &opts.run;
     let Target { out, name, version } = target;
-    let parent = out.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-    let tmp = parent.join(format!(
-        ".{}.{}.tmp",
-        out.file_name().and_then(|n| n.to_str()).unwrap_or("bundle"),
-        std::process::id()
-    ));
-    let result = (|| {
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        let check = write_model(&tmp)?;
+    let metadata = build_dir_atomically(&out, |tmp| {
+        let check = write_model(tmp)?;
         let (diff_1, diff_n) = (check.max_abs_diff_batch1, check.max_abs_diff_batch_n);
         if !(diff_n <= TOLERANCE && diff_1 <= TOLERANCE) {
             return Err(DataError::Invalid(format!(
@@ -351,7 +340,7 @@ fn write_bundle(
         // A post-hoc calibrator saved with the run travels with the model.
         let calibration = Calibrator::load_from(run_dir)?;
         if let Some(c) = &calibration {
-            c.save_to(&tmp)?;
+            c.save_to(tmp)?;
         }
         let metrics: serde_json::Value = read_json(&run_dir.join("metrics.json"))?;
         let metadata = BundleMetadata {
@@ -382,19 +371,9 @@ fn write_bundle(
             calibration: calibration.map(|c| c.method().to_string()),
         };
         write_json(&tmp.join("metadata.json"), &metadata)?;
-        if out.exists() {
-            std::fs::remove_dir_all(&out).map_err(|e| DataError::io(&out, e))?;
-        }
-        std::fs::rename(&tmp, &out).map_err(|e| DataError::io(&out, e))?;
         Ok(metadata)
-    })();
-    match result {
-        Ok(metadata) => Ok(ExportReport { out, metadata }),
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(e)
-        }
-    }
+    })?;
+    Ok(ExportReport { out, metadata })
 }
 
 /// The first `rows` rows of the test split (fewer if the split is smaller).

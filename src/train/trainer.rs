@@ -203,6 +203,17 @@ impl Loaded {
         Ok(())
     }
 
+    /// Click probabilities of a batch (evaluation mode; call under no_grad).
+    pub fn probs(&self, b: &Batch) -> std::result::Result<Vec<f64>, tch::TchError> {
+        let p = self
+            .model
+            .forward_t(&b.ids.to(self.device), &b.dense.to(self.device), false)
+            .sigmoid()
+            .to_kind(Kind::Double)
+            .to(Device::Cpu);
+        Vec::<f64>::try_from(&p)
+    }
+
     /// Click probabilities and labels of a split.
     pub fn predict(
         &self,
@@ -223,13 +234,7 @@ impl Loaded {
         let (mut probs, mut labels) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for batch in loader {
             let b = batch?;
-            let p = self
-                .model
-                .forward_t(&b.ids.to(self.device), &b.dense.to(self.device), false)
-                .sigmoid()
-                .to_kind(Kind::Double)
-                .to(Device::Cpu);
-            probs.extend(Vec::<f64>::try_from(&p).map_err(|e| torch_err(&ds.dir, e))?);
+            probs.extend(self.probs(&b).map_err(|e| torch_err(&ds.dir, e))?);
             let y = Vec::<f32>::try_from(&b.labels).map_err(|e| torch_err(&ds.dir, e))?;
             labels.extend(y.into_iter().map(|y| (y > 0.5) as u8));
         }
