@@ -35,6 +35,12 @@ fn main() {
     match torch_lib_dir() {
         Some(dir) if dir.exists() => {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
+            // Nothing in the program calls into libtorch_cuda, so the linker's
+            // --as-needed drops it, and without it loaded libtorch reports no
+            // CUDA device. Keep it as a dependency when the libtorch has it.
+            if dir.join("libtorch_cuda.so").exists() {
+                println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+            }
         }
         _ => println!(
             "cargo:warning=libtorch not found: run scripts/setup.sh (binaries will need LD_LIBRARY_PATH)"

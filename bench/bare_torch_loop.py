@@ -14,8 +14,9 @@ sigmoid + binary cross-entropy, computed as BCEWithLogitsLoss (same maths).
 
 Measurement: the (warmup + steps) * batch training rows are read from the
 encoded cache's train split (wrapping around if it is shorter) and turned into
-tensors before anything is timed; --warmup-steps steps run untimed, then
---steps steps (forward, backward, optimizer step) are timed with perf_counter.
+tensors on --device (cpu or cuda) before anything is timed; --warmup-steps steps run untimed, then
+--steps steps (forward, backward, optimizer step) are timed with perf_counter
+(after a CUDA synchronize on both ends when the device is a GPU).
 Prints one JSON line: {"impl", "samples_per_sec", "steps", "batch", "seconds", ...};
 "other_cpu_seconds" is the CPU time other processes took meanwhile (Linux): far
 from 0, the machine was shared and the number is low.
@@ -76,7 +77,10 @@ def main():
     ap.add_argument("--warmup-steps", type=int, default=5)
     ap.add_argument("--optimizer", choices=["sparse", "dense"], default="sparse")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
@@ -89,12 +93,13 @@ def main():
     ids = torch.from_numpy(ids.astype(np.int64))
     dense = torch.from_numpy(np.ascontiguousarray(dense))
     labels = torch.from_numpy(np.ascontiguousarray(labels))
+    ids, dense, labels = ids.to(dev), dense.to(dev), labels.to(dev)
     batches = [(ids[i:i + a.batch], dense[i:i + a.batch], labels[i:i + a.batch])
                for i in range(0, total, a.batch)]
 
     sparse = a.optimizer == "sparse"
     mlp = [int(h) for h in a.mlp.split(",") if h]
-    model = DeepFM(meta["vocab_size"], meta["num_fields"], meta["num_dense"], a.emb_dim, mlp, sparse)
+    model = DeepFM(meta["vocab_size"], meta["num_fields"], meta["num_dense"], a.emb_dim, mlp, sparse).to(dev)
     if sparse:
         emb_params = [model.emb.weight, model.lin.weight]
         rest = [p for p in model.parameters() if all(p is not q for q in emb_params)]
@@ -115,15 +120,17 @@ def main():
 
     for b in batches[:a.warmup_steps]:
         step(b)
+    sync()
     with encoded.OtherCpu() as other:
         t0 = time.perf_counter()
         for b in batches[a.warmup_steps:]:
             loss = step(b).detach()
+        sync()
         seconds = time.perf_counter() - t0
     print(json.dumps({"impl": f"torch-bare-{a.optimizer}", "samples_per_sec": round(a.steps * a.batch / seconds, 1),
                       "steps": a.steps, "batch": a.batch, "seconds": round(seconds, 3),
                       "other_cpu_seconds": other.seconds,
-                      "threads": a.threads, "emb_dim": a.emb_dim, "mlp": mlp,
+                      "device": a.device, "threads": a.threads, "emb_dim": a.emb_dim, "mlp": mlp,
                       "vocab_size": meta["vocab_size"], "last_loss": round(loss.item(), 5),
                       "torch": torch.__version__}))
 

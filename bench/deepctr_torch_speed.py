@@ -7,7 +7,7 @@ dnn_hidden_units (400,400,400), ReLU, no batchnorm, dnn_dropout 0,
 l2_reg_embedding = l2_reg_linear = 0 (DeepCTR's default 1e-5 adds a full-table
 L2 term every step; --l2-emb/--l2-linear set them), Adam(lr 1e-3), loss
 "binary_crossentropy" (DeepCTR: sigmoid output + BCE summed over the batch),
-device cpu, torch.set_num_threads(--threads).
+device --device (cpu or cuda), torch.set_num_threads(--threads).
 
 --mode speed (default): reads (warmup + steps) * batch training rows (wrapping
   around a short split), calls fit() once untimed on the first warmup*batch rows,
@@ -83,7 +83,7 @@ def build(meta, a):
     cols += [DenseFeat(n, 1) for n in meta["dense_names"]]
     model = DeepFM(cols, cols, dnn_hidden_units=tuple(int(h) for h in a.mlp.split(",") if h),
                    l2_reg_linear=a.l2_linear, l2_reg_embedding=a.l2_emb, dnn_dropout=0.0,
-                   seed=a.seed, task="binary", device="cpu")
+                   seed=a.seed, task="binary", device=a.device)
     model.compile(torch.optim.Adam(model.parameters(), lr=a.lr), "binary_crossentropy", metrics=None)
     return model
 
@@ -114,6 +114,7 @@ def main():
     ap.add_argument("--l2-emb", type=float, default=0.0)
     ap.add_argument("--l2-linear", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=1024)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (fit() moves each batch there)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     np.random.seed(a.seed)
@@ -122,7 +123,7 @@ def main():
         sys.exit("deepctr_torch_speed: a field has more than 2**24 ids, which DeepCTR's float32 input cannot hold")
     model = build(meta, a)
     info = {"impl": "deepctr-torch", "deepctr_torch": deepctr_torch.__version__, "torch": torch.__version__,
-            "threads": a.threads, "batch": a.batch, "emb_dim": a.emb_dim, "mlp": a.mlp}
+            "device": a.device, "threads": a.threads, "batch": a.batch, "emb_dim": a.emb_dim, "mlp": a.mlp}
 
     if a.mode == "speed":
         total = (a.warmup_steps + a.steps) * a.batch

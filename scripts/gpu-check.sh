@@ -8,13 +8,16 @@
 #
 #   scripts/gpu-check.sh            # 200k simulated rows, 1 epoch
 #   ROWS=1000000 STEPS=300 scripts/gpu-check.sh
+# CTR_DL names the binary (default target/release/ctr-dl) and PYTHON a Python
+# with pyarrow (default .venv/bin/python), for a GPU machine that has its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${ROWS:-200000}
 steps=${STEPS:-0}
 tol=${TOL:-0.005}
 out=out/gpu-check
-bin=target/release/ctr-dl
+bin=${CTR_DL:-target/release/ctr-dl}
+py=${PYTHON:-.venv/bin/python}
 [ -x "$bin" ] || { scripts/setup.sh && cargo build --release --locked --features lightgbm --all-targets; }
 if ! $bin env | grep -q '"cuda_available": true'; then
   echo "gpu-check: no CUDA device visible to libtorch" >&2
@@ -41,7 +44,7 @@ s_cpu=$!
 $bin serve --models "$out/models" --port 8202 --device cuda --predlog off >"$out/serve-cuda.log" 2>&1 &
 s_gpu=$!
 trap 'kill $s_cpu $s_gpu 2>/dev/null || true' EXIT
-.venv/bin/python - "$out/data" <<'PY'
+"$py" - "$out/data" <<'PY'
 import json, sys, time, urllib.request
 import pyarrow.dataset as ds
 rows = ds.dataset(sys.argv[1] + "/test", format="parquet").head(100).to_pylist()

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# A hyperparameter sweep on simulated data, several runs at a time. Each line
+# of a sweep file names a variant: a label, an experiment and its `--set`
+# overrides. Every variant trains on the same ROWS simulated impressions (the
+# simulator's defaults, as bench/sim_gaps.sh), and the runs are compared at the
+# end by their gap to the true probability's test log loss.
+#
+#   bench/sim_sweep.sh bench/sweeps/deep_1m.txt
+#   PARALLEL=4 THREADS=4 DEVICE=cuda bench/sim_sweep.sh bench/sweeps/deep_1m.txt
+#
+# Sweep file: `label experiments/x.toml [--set key=value ...]` per line (values
+# without spaces), `#` starts a comment. ROWS (default 1000000), PARALLEL runs
+# at a time (default 1), DEVICE and THREADS for every run (default: the
+# experiment's), CTR_DL the binary. Data and runs go under
+# $BENCH_DIR/sweep-<rows> (default /tmp/ctr-dl-bench); the encoded caches are
+# built one at a time before any run starts, so parallel runs never race on one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+file=${1:?usage: bench/sim_sweep.sh SWEEP_FILE}
+rows=${ROWS:-1000000}
+parallel=${PARALLEL:-1}
+bin=${CTR_DL:-target/release/ctr-dl}
+base=${BENCH_DIR:-/tmp/ctr-dl-bench}
+data=$base/sim-$rows
+out=$base/sweep-$rows/$(basename "$file" .txt)-$(date -u +%Y%m%d-%H%M%S)
+[ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
+[ -f "$data/dataset.json" ] || $bin simulate --rows "$rows" --out "$data" --overwrite --quiet >/dev/null
+mkdir -p "$out/logs"
+common=(--set "data.path=\"$data\"" --set "output.runs=\"$out/runs\"" --set "output.checkpoints=\"$out/checkpoints\"")
+[ -n "${DEVICE:-}" ] && common+=(--set "train.device=\"$DEVICE\"")
+[ -n "${THREADS:-}" ] && common+=(--set "train.threads=$THREADS")
+
+labels=() lines=()
+while read -r line; do
+  line=${line%%#*}
+  [ -n "${line// }" ] || continue
+  read -ra words <<<"$line"
+  labels+=("${words[0]}")
+  lines+=("${words[*]:1}")
+done <"$file"
+[ ${#labels[@]} -gt 0 ] || { echo "sim_sweep: $file names no variant" >&2; exit 1; }
+
+for i in "${!labels[@]}"; do
+  read -ra args <<<"${lines[$i]}"
+  $bin preprocess --config "${args[0]}" "${args[@]:1}" "${common[@]}" --quiet >/dev/null
+done
+for i in "${!labels[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
+  read -ra args <<<"${lines[$i]}"
+  echo "== ${labels[$i]}: ${lines[$i]}"
+  $bin train --config "${args[0]}" "${args[@]:1}" "${common[@]}" --run "${labels[$i]}" --quiet \
+    >"$out/logs/${labels[$i]}.log" 2>&1 &
+done
+wait || true
+failed=()
+for l in "${labels[@]}"; do
+  grep -q '"test"' "$out/runs/$l/metrics.json" 2>/dev/null || failed+=("$l")
+done
+echo
+echo "== $file on $rows simulated rows ($out)"
+$bin compare "$out/runs" --sort test_logloss || true
+[ ${#failed[@]} = 0 ] || { echo "sim_sweep: failed: ${failed[*]} (logs in $out/logs)" >&2; exit 1; }
