@@ -34,6 +34,20 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+/// How the rows of the embedding tables (the parameters with sparse
+/// gradients) are updated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingOptimizer {
+    /// The main optimizer's rule, lazily on the rows a batch uses (default).
+    #[default]
+    Same,
+    /// Row-wise Adagrad: a row's step shrinks with the squared gradients it
+    /// has had, so a row seen rarely keeps a large step and a frequent one
+    /// settles (the usual choice for CTR embeddings).
+    Adagrad,
+}
+
 /// The metric that picks the best checkpoint and drives early stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,6 +99,13 @@ pub struct TrainConfig {
     /// Stop after this many steps in all (default 0: no limit).
     #[serde(default)]
     pub max_steps: u64,
+    /// Update rule of the embedding rows: `same` (default) or `adagrad`.
+    #[serde(default)]
+    pub embedding_optimizer: EmbeddingOptimizer,
+    /// Learning rate of the embedding rows (default 0: `lr`); decayed on
+    /// plateau by the same factor as `lr`.
+    #[serde(default)]
+    pub embedding_lr: f64,
     /// L1 on the embedding rows a batch uses (LR's weights), added to their
     /// gradient as `embedding_l1 * sign(w)` (default 0).
     #[serde(default)]
@@ -261,10 +282,16 @@ impl ExperimentConfig {
         if !(0.0 < t.lr_decay && t.lr_decay <= 1.0) {
             return Err("train.lr_decay must be in (0, 1]".into());
         }
-        if t.embedding_l1 < 0.0 || t.embedding_l2 < 0.0 || t.weight_decay < 0.0 || t.grad_clip < 0.0
+        if t.embedding_l1 < 0.0
+            || t.embedding_l2 < 0.0
+            || t.weight_decay < 0.0
+            || t.grad_clip < 0.0
+            || t.embedding_lr.is_nan()
+            || t.embedding_lr < 0.0
         {
             return Err(
-                "train.embedding_l1, embedding_l2, weight_decay and grad_clip must be >= 0".into(),
+                "train.embedding_l1, embedding_l2, embedding_lr, weight_decay and grad_clip must be >= 0"
+                    .into(),
             );
         }
         check_name(&self.name)?;

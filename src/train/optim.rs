@@ -2,12 +2,13 @@
 //! parameters and a batch touches a few thousand of its rows: a parameter whose
 //! gradient is sparse (the embedding tables, looked up with `sparse = true`) is
 //! updated lazily, only on the rows in the batch, with its Adam moments kept
-//! per row (as PyTorch's `SparseAdam`); dense parameters get the usual
-//! update. tch has no optimizer-state save, so the moments live here and are
+//! per row (as PyTorch's `SparseAdam`), or by row-wise Adagrad
+//! (`embedding_optimizer = "adagrad"`), at `embedding_lr` when it is set;
+//! dense parameters get the usual update. tch has no optimizer-state save, so the moments live here and are
 //! saved with [`Optimizer::state`] / restored with [`Optimizer::load_state`].
 use tch::{Kind, Tensor};
 
-use super::config::{OptimizerKind, TrainConfig};
+use super::config::{EmbeddingOptimizer, OptimizerKind, TrainConfig};
 
 /// Hyperparameters of one step.
 #[derive(Debug, Clone)]
@@ -22,6 +23,9 @@ pub struct OptimizerConfig {
     pub embedding_l1: f64,
     pub embedding_l2: f64,
     pub grad_clip: f64,
+    pub embedding_optimizer: EmbeddingOptimizer,
+    /// The embedding rows' learning rate over `lr` (kept when `lr` decays).
+    pub embedding_lr_scale: f64,
 }
 
 impl From<&TrainConfig> for OptimizerConfig {
@@ -37,6 +41,12 @@ impl From<&TrainConfig> for OptimizerConfig {
             embedding_l1: t.embedding_l1,
             embedding_l2: t.embedding_l2,
             grad_clip: t.grad_clip,
+            embedding_optimizer: t.embedding_optimizer,
+            embedding_lr_scale: if t.embedding_lr > 0.0 {
+                t.embedding_lr / t.lr
+            } else {
+                1.0
+            },
         }
     }
 }
@@ -46,7 +56,7 @@ struct Param {
     value: Tensor,
     /// First moment (Adam) or momentum buffer (SGD); same shape as the value.
     m: Option<Tensor>,
-    /// Second moment (Adam).
+    /// Second moment (Adam), or the sum of squared gradients (Adagrad rows).
     v: Option<Tensor>,
 }
 
@@ -71,7 +81,8 @@ impl Optimizer {
     /// saved state do not depend on hash-map order).
     pub fn new(mut named: Vec<(String, Tensor)>, config: OptimizerConfig) -> Self {
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let adam = config.kind != OptimizerKind::Sgd;
+        let adam = config.kind != OptimizerKind::Sgd
+            || config.embedding_optimizer == EmbeddingOptimizer::Adagrad;
         let momentum = config.kind == OptimizerKind::Sgd && config.momentum > 0.0;
         let params = named
             .into_iter()
@@ -243,6 +254,9 @@ fn dense_update(p: &mut Param, mut g: Tensor, c: &OptimizerConfig, bc1: f64, bc2
     }
 }
 
+/// Adagrad's epsilon (PyTorch's default).
+const ADAGRAD_EPS: f64 = 1e-10;
+
 fn rows_update(
     p: &mut Param,
     rows: &Tensor,
@@ -252,6 +266,7 @@ fn rows_update(
     bc2: f64,
 ) {
     let w = &mut p.value;
+    let lr = c.lr * c.embedding_lr_scale;
     if c.embedding_l2 > 0.0 || c.embedding_l1 > 0.0 {
         let w_rows = w.index_select(0, rows);
         if c.embedding_l1 > 0.0 {
@@ -262,6 +277,14 @@ fn rows_update(
             g += w_rows * c.embedding_l2;
         }
     }
+    if c.embedding_optimizer == EmbeddingOptimizer::Adagrad {
+        let v = p.v.as_mut().expect("adagrad has an accumulator");
+        let v_rows = v.index_select(0, rows) + g.square();
+        let _ = v.index_copy_(0, rows, &v_rows);
+        let update = g / (v_rows.sqrt() + ADAGRAD_EPS) * -lr;
+        let _ = w.index_add_(0, rows, &update);
+        return;
+    }
     match c.kind {
         OptimizerKind::Adam | OptimizerKind::Adamw => {
             let m = p.m.as_mut().expect("adam has moments");
@@ -270,11 +293,11 @@ fn rows_update(
             let v_rows = v.index_select(0, rows) * c.beta2 + g.square() * (1.0 - c.beta2);
             let _ = m.index_copy_(0, rows, &m_rows);
             let _ = v.index_copy_(0, rows, &v_rows);
-            let update = m_rows / ((v_rows / bc2).sqrt() + c.eps) * (-c.lr / bc1);
+            let update = m_rows / ((v_rows / bc2).sqrt() + c.eps) * (-lr / bc1);
             let _ = w.index_add_(0, rows, &update);
         }
         OptimizerKind::Sgd => {
-            let _ = w.index_add_(0, rows, &(g * -c.lr));
+            let _ = w.index_add_(0, rows, &(g * -lr));
         }
     }
 }
@@ -296,7 +319,47 @@ mod tests {
             embedding_l1: 0.0,
             embedding_l2: 0.0,
             grad_clip: 0.0,
+            embedding_optimizer: EmbeddingOptimizer::Same,
+            embedding_lr_scale: 1.0,
         }
+    }
+
+    /// Row-wise Adagrad on the used rows, by hand: with the loss `sum(e)` each
+    /// used row's gradient is its count in the batch, so after two steps a
+    /// row seen c times a step has moved by `lr * (c/|c| + c/sqrt(2 c^2))`;
+    /// `embedding_lr` replaces `lr` for the rows; dense parameters keep Adam.
+    #[test]
+    fn adagrad_rows_follow_the_accumulated_gradients() {
+        let w = Tensor::zeros([3, 1], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        let b = Tensor::zeros([1], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        let mut opt = Optimizer::new(
+            vec![
+                ("b".into(), b.shallow_clone()),
+                ("w".into(), w.shallow_clone()),
+            ],
+            OptimizerConfig {
+                embedding_optimizer: EmbeddingOptimizer::Adagrad,
+                embedding_lr_scale: 0.5,
+                ..config(OptimizerKind::Adam)
+            },
+        );
+        for _ in 0..2 {
+            opt.zero_grad();
+            let ids = Tensor::from_slice(&[0i64, 1, 1]);
+            let e = Tensor::embedding(&w, &ids, -1, false, true);
+            (e.sum(Kind::Float) + b.sum(Kind::Float)).backward();
+            opt.step();
+        }
+        let got = Vec::<f32>::try_from(w.view([-1])).unwrap();
+        let step2 = 1.0 / 2f32.sqrt();
+        // lr 0.1 * scale 0.5; the count cancels in g / sqrt(sum g^2).
+        for (row, want) in [(0usize, -0.05 * (1.0 + step2)), (1, -0.05 * (1.0 + step2))] {
+            assert!((got[row] - want).abs() < 1e-6, "row {row}: {got:?}");
+        }
+        assert_eq!(got[2], 0.0, "an unused row stays");
+        // The bias is dense: two Adam steps of about lr each.
+        let bias = b.double_value(&[0]);
+        assert!((bias + 0.2).abs() < 1e-3, "{bias}");
     }
 
     /// With a zero loss gradient, L1 pulls the used rows toward zero by a
