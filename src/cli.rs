@@ -39,6 +39,8 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Per-split statistics of a dataset: rows, CTR, per-field distinct, missing, top values.
     Stats(StatsArgs),
+    /// An HTML report of a dataset: class balance, fields, long tails, top values, numeric distributions, CTR over time, drift.
+    Eda(EdaArgs),
     /// Fit the feature map of an experiment on train and encode all splits (cached).
     Preprocess(PreprocessArgs),
     /// Train a model: `ctr-dl train --config experiments/deepfm.toml`.
@@ -292,6 +294,20 @@ pub struct SimulateArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct EdaArgs {
+    /// A dataset directory (with dataset.json).
+    pub data: PathBuf,
+    /// The report directory (eda.html, eda.json, the figures); replaced as a whole.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Top values listed per field.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct StatsArgs {
     /// A dataset directory (with dataset.json).
     pub dir: PathBuf,
@@ -325,6 +341,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => run_convert(a),
         Command::Simulate(a) => run_simulate(a),
         Command::Stats(a) => run_stats(a),
+        Command::Eda(a) => run_eda(a),
         Command::Preprocess(a) => run_preprocess(a),
         Command::Train(a) => run_train(a),
         Command::Baseline(a) => run_baseline(a),
@@ -835,6 +852,17 @@ fn run_stats(a: StatsArgs) -> Result<()> {
         print!("{}", render(&stats));
         println!("wrote {}", a.dir.join("stats.json").display());
     }
+    Ok(())
+}
+
+fn run_eda(a: EdaArgs) -> Result<()> {
+    let summary = crate::eval::eda::eda(&crate::eval::eda::EdaOptions {
+        data: a.data,
+        out: a.out.clone(),
+        top_k: a.top,
+        progress: !a.quiet,
+    })?;
+    print!("{}", crate::eval::eda::render_summary(&summary, &a.out));
     Ok(())
 }
 

@@ -155,21 +155,83 @@ pub fn wilson(k: u64, n: u64) -> (f64, f64) {
     ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
+/// What `ctr-dl eda` needs beyond stats.json, for one field of one split.
+#[derive(Debug, Clone, Default)]
+pub struct FieldDetail {
+    /// (value hash, count) of every value the counter kept, largest count
+    /// first: all values when the field's `top_exact` holds. Hashes are
+    /// [`hash_bytes`] of the text, [`hash_i64`] of an integer.
+    pub counts: Vec<(u64, u64)>,
+    /// An evenly spaced sample of the numeric values, in row order.
+    pub sample: Vec<f64>,
+}
+
+/// Keeps every `stride`-th value, halving itself and doubling the stride when
+/// full, so the sample stays evenly spaced over however many rows come.
+struct Sampler {
+    keep: Vec<f64>,
+    stride: u64,
+    seen: u64,
+}
+
+const SAMPLE_CAP: usize = 20_000;
+
+impl Sampler {
+    fn new() -> Self {
+        Sampler {
+            keep: Vec::new(),
+            stride: 1,
+            seen: 0,
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, v: f64) {
+        if self.seen % self.stride == 0 {
+            self.keep.push(v);
+            if self.keep.len() >= SAMPLE_CAP {
+                let mut i = 0;
+                self.keep.retain(|_| {
+                    i += 1;
+                    i % 2 == 1
+                });
+                self.stride *= 2;
+            }
+        }
+        self.seen += 1;
+    }
+}
+
 struct FieldAcc {
     name: String,
     kind: ColumnKind,
     missing: u64,
     distinct: DistinctCounter,
     top: Option<TopCounter>,
+    sample: Sampler,
     min: f64,
     max: f64,
     sum: f64,
     n: u64,
 }
 
-/// Compute the statistics of every split of the dataset in `dir`.
+/// Compute the statistics of every split of the dataset in `dir` and write
+/// them to its `stats.json`.
 pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<DatasetStats> {
+    let (stats, _) = collect_stats(dir, top_k, progress)?;
+    write_json(&dir.join("stats.json"), &stats)?;
+    Ok(stats)
+}
+
+/// The statistics of every split, and per split and field (in the order of
+/// `fields`) the counts and samples behind them.
+pub fn collect_stats(
+    dir: &Path,
+    top_k: usize,
+    progress: bool,
+) -> Result<(DatasetStats, Vec<Vec<FieldDetail>>)> {
     let manifest = DatasetManifest::load(dir)?;
+    let mut details = Vec::new();
     let label = manifest.label.clone();
     let mut splits = Vec::new();
     for split in Split::ALL {
@@ -194,6 +256,7 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
                 distinct: DistinctCounter::default(),
                 top: matches!(c.kind, ColumnKind::Categorical | ColumnKind::Integer)
                     .then(|| TopCounter::new(100_000)),
+                sample: Sampler::new(),
                 min: f64::INFINITY,
                 max: f64::NEG_INFINITY,
                 sum: 0.0,
@@ -301,6 +364,21 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
                 })
                 .collect()
         };
+        details.push(
+            fields
+                .iter()
+                .map(|f| {
+                    let mut counts: Vec<(u64, u64)> = f.top.as_ref().map_or(Vec::new(), |t| {
+                        t.map.iter().map(|(&h, v)| (h, v.0)).collect()
+                    });
+                    counts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                    FieldDetail {
+                        counts,
+                        sample: f.sample.keep.clone(),
+                    }
+                })
+                .collect(),
+        );
         splits.push(SplitStats {
             split,
             rows,
@@ -337,13 +415,13 @@ pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<Dataset
         label,
         splits,
     };
-    write_json(&dir.join("stats.json"), &stats)?;
-    Ok(stats)
+    Ok((stats, details))
 }
 
 impl FieldAcc {
     #[inline]
     fn observe(&mut self, v: f64) {
+        self.sample.add(v);
         self.min = self.min.min(v);
         self.max = self.max.max(v);
         self.sum += v;

@@ -1,5 +1,7 @@
 //! Evaluation: metrics of predicted click probabilities.
 pub mod calibrate;
+pub mod eda;
+pub mod html;
 pub mod metrics;
 pub mod plots;
 pub mod report;

@@ -16,10 +16,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use serde::Serialize;
 
 use super::calibrate::{Calibrator, Method};
+use super::html;
 use super::metrics::{evaluate, roc_auc, Metrics};
 use super::plots::{self, LineChart, ReliabilityBin, Series};
 use super::runs::{open_run, run_metrics, OpenRun, RunModel};
@@ -336,25 +336,6 @@ fn gain_importance(open: &OpenRun) -> Result<Option<Vec<(String, f64)>>> {
     Ok(None)
 }
 
-fn file_safe(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// Check each run before any work: a run directory, finished, of a kind the
 /// report knows.
 fn check_run(dir: &Path) -> Result<String> {
@@ -536,7 +517,7 @@ fn draw(
     add("pr.png", "Precision-recall curves", format!("Precision against recall; a random ranking has precision {base:.4}, the click rate. The first 1% of recall is cut from the axis range, where precision jumps on a handful of rows."));
 
     for (k, s) in scored.iter().enumerate() {
-        let tag = format!("{}-{}", k + 1, file_safe(&s.section.run));
+        let tag = format!("{}-{}", k + 1, html::file_safe(&s.section.run));
         let mut versions = vec![("as trained".to_string(), s.section.reliability.clone())];
         if let Some(c) = &s.section.calibration {
             versions.push((
@@ -700,30 +681,19 @@ fn render_html(
 ) -> Result<String> {
     let f = |x: Option<f64>, d: usize| x.map_or("-".to_string(), |v| format!("{v:.d$}"));
     let mut h = String::new();
+    h += &html::head(&format!(
+        "ctr-dl report: {} split of {}",
+        s.split,
+        s.data.display()
+    ));
     let _ = write!(
         h,
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>ctr-dl report: {split} split of {data}</title>
-<style>
-body {{ font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; margin: 2rem auto; max-width: 1040px; color: #222; line-height: 1.45; padding: 0 1rem; }}
-h1 {{ font-size: 1.6rem; margin-bottom: .2rem; }} h2 {{ font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }}
-.meta {{ color: #555; }}
-table {{ border-collapse: collapse; margin: .8rem 0; font-size: .92rem; }}
-th, td {{ border: 1px solid #d4d4d4; padding: .3rem .6rem; text-align: right; }}
-th {{ background: #f3f3f3; white-space: nowrap; }} td:first-child, th:first-child, td:nth-child(2), th:nth-child(2) {{ text-align: left; }}
-tr.best td {{ font-weight: bold; }}
-figure {{ margin: 1.2rem 0; }} img {{ max-width: 100%; border: 1px solid #eee; }}
-figcaption {{ color: #555; font-size: .9rem; }}
-.cm td {{ min-width: 4.5rem; }} caption {{ text-align: left; font-weight: bold; padding-bottom: .3rem; }} .cm td:nth-child(2) {{ text-align: right; }}
-.pair {{ display: flex; flex-wrap: wrap; gap: 1.5rem; }}
-</style></head><body>
-<h1>CTR model report</h1>
+        r#"<h1>CTR model report</h1>
 <p class="meta">{n} run(s) on the <b>{split}</b> split of <code>{data}</code>: {rows} rows, {pos} clicks (CTR {ctr:.5}). Generated {created} by ctr-dl {version}.</p>
 "#,
         n = s.runs.len(),
         split = s.split,
-        data = html_escape(&s.data.display().to_string()),
+        data = html::escape(&s.data.display().to_string()),
         rows = s.rows,
         pos = s.positives,
         ctr = s.positives as f64 / s.rows.max(1) as f64,
@@ -760,8 +730,8 @@ figcaption {{ color: #555; font-size: .9rem; }}
             } else {
                 ""
             },
-            html_escape(&r.run),
-            html_escape(&r.model),
+            html::escape(&r.run),
+            html::escape(&r.model),
             cells(&r.metrics),
             r.train_seconds
         );
@@ -769,9 +739,9 @@ figcaption {{ color: #555; font-size: .9rem; }}
             let _ = writeln!(
                 h,
                 "<tr><td>&nbsp;&nbsp;{} + {} calibration</td><td>{}</td>{}<td></td></tr>",
-                html_escape(&r.run),
+                html::escape(&r.run),
                 c.method,
-                html_escape(&r.model),
+                html::escape(&r.model),
                 cells(&c.metrics)
             );
         }
@@ -780,7 +750,7 @@ figcaption {{ color: #555; font-size: .9rem; }}
 
     h += "<h2>Confusion matrices</h2>\n";
     for r in &s.runs {
-        let _ = writeln!(h, "<h3>{}</h3>\n<div class=\"pair\">", html_escape(&r.run));
+        let _ = writeln!(h, "<h3>{}</h3>\n<div class=\"pair\">", html::escape(&r.run));
         for (what, c) in [
             ("chosen threshold", &r.confusion_at_threshold),
             ("F1-best threshold", &r.confusion_f1_best),
@@ -799,16 +769,7 @@ figcaption {{ color: #555; font-size: .9rem; }}
 
     h += "<h2>Figures</h2>\n";
     for (file, title, caption) in figures {
-        let bytes = std::fs::read(dir.join(file)).map_err(|e| DataError::io(dir.join(file), e))?;
-        let _ = writeln!(
-            h,
-            "<figure><img alt=\"{}\" src=\"data:image/png;base64,{}\"><figcaption><b>{}</b>. {} (<code>{}</code>)</figcaption></figure>",
-            html_escape(title),
-            base64::engine::general_purpose::STANDARD.encode(bytes),
-            html_escape(title),
-            html_escape(caption),
-            file
-        );
+        h += &html::figure(dir, file, title, caption)?;
     }
     if s.runs.iter().any(|r| r.calibration.is_some()) {
         h += "<p class=\"meta\">Calibrators are fitted on the valid split and saved with their run as <code>calibration.json</code>; <code>ctr-dl export</code> copies one into the bundle and the server applies it to every prediction.</p>\n";
