@@ -49,6 +49,8 @@ pub enum Command {
     Baseline(BaselineArgs),
     /// Metrics of a run's best weights on a split (AUC, logloss, PR-AUC, NE, calibration).
     Eval(EvalArgs),
+    /// Rank a run's inputs by permutation importance, find redundant ones, name candidates to drop.
+    Features(FeaturesArgs),
     /// A table of runs: model, settings, valid and test AUC and logloss, time.
     Compare(CompareArgs),
     /// An HTML report of runs on one split: metrics, ROC/PR, calibration, importance, confusion, scores.
@@ -294,6 +296,27 @@ pub struct SimulateArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    /// A finished run (runs/<run>); writes runs/<run>/field_importance.json.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The split scored (valid: choosing inputs on test would leak).
+    #[arg(long, default_value = "valid")]
+    pub split: String,
+    /// Rows of the split used.
+    #[arg(long, default_value_t = 50_000)]
+    pub rows: usize,
+    /// Shuffles per input, for the spread of its importance.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    #[arg(long, default_value_t = 2018)]
+    pub seed: u64,
+    /// Print field_importance.json to stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct EdaArgs {
     /// A dataset directory (with dataset.json).
     pub data: PathBuf,
@@ -346,6 +369,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => run_train(a),
         Command::Baseline(a) => run_baseline(a),
         Command::Eval(a) => run_eval(a),
+        Command::Features(a) => run_features(a),
         Command::Compare(a) => run_compare(a),
         Command::Report(a) => run_report(a),
         Command::Export(a) => run_export(a),
@@ -851,6 +875,23 @@ fn run_stats(a: StatsArgs) -> Result<()> {
     } else {
         print!("{}", render(&stats));
         println!("wrote {}", a.dir.join("stats.json").display());
+    }
+    Ok(())
+}
+
+fn run_features(a: FeaturesArgs) -> Result<()> {
+    use crate::eval::fields::{field_report, render, FieldOptions};
+    let r = field_report(&FieldOptions {
+        run: a.run.clone(),
+        split: Split::parse(&a.split)?,
+        rows: a.rows,
+        repeats: a.repeats,
+        seed: a.seed,
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", render(&r, &a.run));
     }
     Ok(())
 }

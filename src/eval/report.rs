@@ -20,15 +20,14 @@ use serde::Serialize;
 
 use super::calibrate::{Calibrator, Method};
 use super::html;
-use super::metrics::{evaluate, roc_auc, Metrics};
+use super::metrics::{evaluate, Metrics};
 use super::plots::{self, LineChart, ReliabilityBin, Series};
 use super::runs::{open_run, run_metrics, OpenRun, RunModel};
 use crate::data::io::{build_dir_atomically, write_json};
 use crate::data::writer::Split;
 use crate::error::{DataError, Result};
 use crate::features::config::TimePart;
-use crate::features::map::{binary_labels, CatTransform, Encoded};
-use crate::rng::Rng;
+use crate::features::map::{CatTransform, Encoded};
 
 /// Model kinds the report knows (`run.json`'s `model`).
 pub const KNOWN_MODELS: [&str; 7] = [
@@ -284,36 +283,12 @@ fn permutation_importance(
     rows: usize,
     seed: u64,
 ) -> Result<Vec<(String, f64)>> {
-    let n = rows.min(e.rows);
-    let (nf, nd) = (open.ds.meta.num_fields, open.ds.meta.num_dense);
-    let sub = Encoded {
-        rows: n,
-        ids: e.ids[..n * nf].to_vec(),
-        dense: e.dense[..n * nd].to_vec(),
-        labels: e.labels[..n].to_vec(),
-    };
-    let y = binary_labels(&sub.labels);
-    let base = roc_auc(&open.predict(&sub)?, &y).unwrap_or(0.5);
-    let mut out = Vec::with_capacity(nf + nd);
-    for (c, name) in open.ds.meta.column_names().into_iter().enumerate() {
-        let mut perm: Vec<usize> = (0..n).collect();
-        Rng::derive(seed, &format!("permute-{name}")).shuffle(&mut perm);
-        let mut x = sub.clone();
-        if c < nf {
-            for (r, &src) in perm.iter().enumerate() {
-                x.ids[r * nf + c] = sub.ids[src * nf + c];
-            }
-        } else {
-            let d = c - nf;
-            for (r, &src) in perm.iter().enumerate() {
-                x.dense[r * nd + d] = sub.dense[src * nd + d];
-            }
-        }
-        let auc = roc_auc(&open.predict(&x)?, &y).unwrap_or(0.5);
-        out.push((name.clone(), base - auc));
-    }
-    out.sort_by(|a, b| b.1.total_cmp(&a.1));
-    Ok(out)
+    Ok(
+        super::fields::permutation_importance(open, e, rows, 1, seed)?
+            .into_iter()
+            .map(|i| (i.name, i.auc_drop))
+            .collect(),
+    )
 }
 
 #[cfg(feature = "lightgbm")]
