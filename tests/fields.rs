@@ -46,8 +46,8 @@ fn noise_is_a_candidate_the_copy_is_redundant_and_the_signal_ranks_first() {
         let s = rng.below(3);
         let w = rng.below(2);
         let noise = rng.below(8);
-        let z = [-2.5, 0.0, 1.5][s as usize] + if w == 1 { 0.3 } else { -0.3 } - 1.0;
-        let click = rng.bernoulli(1.0 / (1.0 + (-z as f64).exp()));
+        let z: f64 = [-2.5, 0.0, 1.5][s as usize] + if w == 1 { 0.3 } else { -0.3 } - 1.0;
+        let click = rng.bernoulli(1.0 / (1.0 + (-z).exp()));
         let _ = writeln!(csv, "s{s},c{},w{w},n{noise},{}", 2 - s, click as u8);
     }
     std::fs::write(d.path().join("known.csv"), csv).unwrap();
@@ -75,29 +75,51 @@ fn noise_is_a_candidate_the_copy_is_redundant_and_the_signal_ranks_first() {
     })
     .unwrap();
     let row = |n: &str| r.fields.iter().find(|f| f.importance.name == n).unwrap();
-    let names: Vec<&str> = r.fields.iter().map(|f| f.importance.name.as_str()).collect();
+    let names: Vec<&str> = r
+        .fields
+        .iter()
+        .map(|f| f.importance.name.as_str())
+        .collect();
 
     // strong and copy carry the signal between them; either ranks above weak,
     // which ranks above noise.
-    assert!(names[..2].contains(&"strong") && names[..2].contains(&"copy"), "{names:?}");
+    assert!(
+        names[..2].contains(&"strong") && names[..2].contains(&"copy"),
+        "{names:?}"
+    );
     assert_eq!(&names[2..], ["weak", "noise"], "{names:?}");
-    assert!(row("weak").drop_reason.is_none(), "{:?}", row("weak").drop_reason);
+    assert!(
+        row("weak").drop_reason.is_none(),
+        "{:?}",
+        row("weak").drop_reason
+    );
 
     // noise has no measurable contribution.
     let noise = row("noise");
     assert!(
-        noise.drop_reason.as_deref().unwrap_or("").contains("no measurable"),
+        noise
+            .drop_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("no measurable"),
         "{:?}",
         noise.drop_reason
     );
     // copy and strong determine each other: the less important one of the
     // two repeats the other; the more important one is kept.
     let (first, second) = (row(names[0]), row(names[1]));
-    assert_eq!(first.most_associated.as_ref().unwrap().0, second.importance.name);
+    assert_eq!(
+        first.most_associated.as_ref().unwrap().0,
+        second.importance.name
+    );
     assert!(first.most_associated.as_ref().unwrap().1 > 0.99);
     assert!(first.drop_reason.is_none());
     assert!(
-        second.drop_reason.as_deref().unwrap_or("").contains(&format!("repeats {}", names[0])),
+        second
+            .drop_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains(&format!("repeats {}", names[0])),
         "{:?}",
         second.drop_reason
     );
