@@ -130,7 +130,8 @@ pub struct TrainConfig {
     /// libtorch intra-op threads (default 0: libtorch's default, the cores).
     #[serde(default)]
     pub threads: usize,
-    /// Evaluate on valid every this many steps (default 0: once an epoch).
+    /// Evaluate on valid every this many steps (default 0: once an epoch);
+    /// when set, also once when training ends, not at every epoch's end.
     #[serde(default)]
     pub eval_every: u64,
     /// `auc` (default), `logloss` or `auc_minus_logloss`.

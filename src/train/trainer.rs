@@ -609,13 +609,17 @@ impl Trainer {
             }
             self.state.epoch += 1;
             self.state.batch_in_epoch = 0;
-            if c.eval_every == 0
-                || self
-                    .state
-                    .evals
-                    .last()
-                    .is_none_or(|e| e.step != self.state.step)
-            {
+            // Every epoch without `eval_every`; with it, evaluations keep
+            // their spacing (an extra one at an epoch's end, a few steps from
+            // the last, would count against patience twice over one stretch of
+            // training), and only the end of the last epoch adds one.
+            let last_epoch = self.state.epoch >= c.epochs;
+            let evaluated_here = self
+                .state
+                .evals
+                .last()
+                .is_some_and(|e| e.step == self.state.step);
+            if c.eval_every == 0 || (last_epoch && !evaluated_here) {
                 self.evaluate_and_checkpoint(loss_sum / loss_n.max(1) as f64)?;
                 (loss_sum, loss_n) = (0.0, 0);
             }
