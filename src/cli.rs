@@ -200,6 +200,9 @@ pub struct ServeArgs {
     /// [default: logs/predictions.sqlite].
     #[arg(long)]
     pub predlog: Option<String>,
+    /// Where models with history inputs keep their counters [default: history].
+    #[arg(long)]
+    pub history_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -579,6 +582,9 @@ fn run_serve(a: ServeArgs) -> Result<()> {
     c.all_versions |= a.all_versions;
     if let Some(v) = a.predlog {
         c.predlog = v;
+    }
+    if let Some(v) = a.history_dir {
+        c.history_dir = v;
     }
     crate::serve::serve(c)?;
     Ok(())

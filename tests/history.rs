@@ -6,10 +6,18 @@ mod common;
 use std::path::Path;
 
 use arrow::array::{Int8Array, StringArray, TimestampMillisecondArray};
-use common::{read_split, simulate_small};
+use std::sync::Arc;
+
+use common::{experiment, lock, quiet, read_split, request_rows, simulate_small};
 use ctr_dl::data::writer::Split;
-use ctr_dl::features::history::{replay, Event};
+use ctr_dl::features::history::{replay, Event, STATE_FILE};
 use ctr_dl::features::{prepare, FeatureConfig, RawValue};
+use ctr_dl::serve::history::LOG_FILE;
+use ctr_dl::serve::server::{rocket, Bundle, Server};
+use ctr_dl::serve::{export, ExportOptions, ServeConfig};
+use ctr_dl::train::train;
+use rocket::local::blocking::Client;
+use serde_json::{json, Value};
 
 fn config() -> FeatureConfig {
     toml::from_str(
@@ -124,4 +132,203 @@ fn history_needs_a_clock_and_real_columns() {
     c.history.as_mut().unwrap().time_column = Some("user_id".into());
     let e = prepare(&data, None, &c, false).unwrap_err().to_string();
     assert!(e.contains("not a timestamp column"), "{e}");
+}
+
+/// Train a small LR with the four history keys and export it.
+fn history_bundle(dir: &Path, data: &Path) -> std::path::PathBuf {
+    let cfg = experiment(
+        dir,
+        data,
+        "lr",
+        &[
+            "train.epochs=1",
+            "features.min_count=5",
+            r#"features.history.keys=["user_id","ad_id","user_id+ad_id","device"]"#,
+        ],
+    );
+    let report = train(&cfg, &quiet("hist")).unwrap();
+    export(&ExportOptions {
+        models_root: dir.join("models"),
+        ..ExportOptions::new(&report.run_dir)
+    })
+    .unwrap()
+    .out
+}
+
+/// The raw rows of every split as request objects, with `clicked`.
+fn raw_rows(data: &Path) -> Vec<Vec<serde_json::Map<String, Value>>> {
+    Split::ALL
+        .iter()
+        .map(|&split| {
+            let b = read_split(data, split);
+            let y = common::col::<Int8Array>(&b, "clicked");
+            request_rows(&b)
+                .into_iter()
+                .enumerate()
+                .map(|(r, v)| {
+                    let mut o = v.as_object().unwrap().clone();
+                    o.insert("clicked".into(), json!(y.value(r)));
+                    o
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn online_counters_fed_the_same_events_give_the_offline_inputs() {
+    let _turn = lock();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    simulate_small(&data, 6_000, 53);
+    let bundle_dir = history_bundle(d.path(), &data);
+    // The bundle's counters start where the data ends; these start empty, to
+    // be fed the data's own events.
+    assert!(bundle_dir.join(STATE_FILE).exists());
+    std::fs::remove_file(bundle_dir.join(STATE_FILE)).unwrap();
+    let b = Bundle::load(&bundle_dir, tch::Device::Cpu).unwrap();
+    let h = b.history.as_ref().unwrap();
+    let spec = &b.map.history.clone().unwrap();
+    let (first, nd, w) = (b.map.history_offset(), b.map.num_dense(), spec.width());
+
+    // Offline: the encoded splits of the run's own cache.
+    let cfg: FeatureConfig = toml::from_str(
+        "min_count = 5\n[history]\nkeys = [\"user_id\", \"ad_id\", \"user_id+ad_id\", \"device\"]\n",
+    )
+    .unwrap();
+    let ds = prepare(&data, None, &cfg, false).unwrap();
+    assert!(ds.reused, "the run's cache");
+    let offline: Vec<Vec<f32>> = Split::ALL
+        .iter()
+        .map(|&s| ds.read_all(s).unwrap().dense)
+        .collect();
+    let rows = raw_rows(&data);
+
+    // Online: each instant's rows are predicted, then their outcomes posted.
+    let all = events(&data, spec);
+    let (mut compared, mut nonzero) = (0, 0);
+    let mut i = 0;
+    while i < all.len() {
+        let t = all[i].2.time;
+        let mut j = i;
+        while j < all.len() && all[j].2.time == t {
+            let (s, r, _) = &all[j];
+            let (_, dense) = b.encode(&rows[*s][*r], &["clicked"]).unwrap();
+            let want = &offline[*s][r * nd + first..r * nd + first + w];
+            assert_eq!(&dense[first..first + w], want, "split {s} row {r}");
+            compared += 1;
+            nonzero += want.iter().any(|v| *v != 0.0) as usize;
+            j += 1;
+        }
+        let group: Vec<_> = all[i..j]
+            .iter()
+            .map(|(s, r, _)| b.feedback_event(&rows[*s][*r]).unwrap())
+            .collect();
+        h.feedback(&group).unwrap();
+        i = j;
+    }
+    assert_eq!(compared, 6_000);
+    assert!(nonzero > 5_000, "{nonzero}");
+    assert_eq!(h.stats().0, 6_000);
+}
+
+fn client(models: &Path, history: &Path) -> (Arc<Server>, Client) {
+    let server = Arc::new(
+        Server::load(ServeConfig {
+            models: models.to_path_buf(),
+            workers: 1,
+            predlog: "off".into(),
+            history_dir: history.to_path_buf(),
+            history_snapshot_every: 1_000_000,
+            ..ServeConfig::default()
+        })
+        .unwrap(),
+    );
+    let c = Client::tracked(rocket(server.clone())).unwrap();
+    (server, c)
+}
+
+fn post(c: &Client, path: &str, body: &Value) -> (u16, Value) {
+    let r = c.post(path).body(body.to_string()).dispatch();
+    let status = r.status().code;
+    (
+        status,
+        serde_json::from_str(&r.into_string().unwrap()).unwrap(),
+    )
+}
+
+#[test]
+fn feedback_moves_the_counters_and_a_restart_keeps_them() {
+    let _turn = lock();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    simulate_small(&data, 6_000, 54);
+    let bundle_dir = history_bundle(d.path(), &data);
+    let models = bundle_dir.parent().unwrap().parent().unwrap().to_path_buf();
+    let hist = d.path().join("history");
+    let row = json!({"user_id": "u-new", "ad_id": "a-new", "device": "mobile", "time": "2027-01-01T12:00:00Z"});
+    let predict = |c: &Client| {
+        post(c, "/predict_ctr", &row).1["probability"]
+            .as_f64()
+            .unwrap()
+    };
+
+    let (_, c) = client(&models, &hist);
+    let before = predict(&c);
+    let mut events = Vec::new();
+    for k in 0..6 {
+        let mut e = row.clone();
+        e["time"] = json!(format!("2027-01-01T11:0{k}:00Z"));
+        e["clicked"] = json!(k % 2);
+        events.push(e);
+    }
+    let (status, body) = post(&c, "/feedback", &json!({"events": events}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 6);
+    let after = predict(&c);
+    assert!((after - before).abs() > 1e-6, "{before} {after}");
+    // Bad feedback names the field and changes nothing.
+    let (status, body) = post(&c, "/feedback", &json!({"events": [{"user_id": "u-new"}]}));
+    assert_eq!(status, 400);
+    assert_eq!(body["field"], "events[0].clicked");
+    let (status, body) = post(
+        &c,
+        "/feedback",
+        &json!({"events": [{"clicked": 1, "nope": 2}]}),
+    );
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("events[0].nope"))
+    );
+    assert_eq!(predict(&c), after);
+    let info = c
+        .get("/model_info")
+        .dispatch()
+        .into_json::<Value>()
+        .unwrap();
+    assert_eq!(info["models"][0]["history"]["events"], 6);
+    drop(c);
+
+    // A crash (no snapshot): the log replays; a torn last line is skipped.
+    let log = hist.join("lr").join("1").join(LOG_FILE);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 6);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"seq\":7,\"t\":"))
+        .unwrap();
+    let (server, c) = client(&models, &hist);
+    assert_eq!(predict(&c), after);
+    // A snapshot empties the log; the next start reads the snapshot.
+    server.bundles[0]
+        .history
+        .as_ref()
+        .unwrap()
+        .snapshot()
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
+    drop(c);
+    drop(server);
+    let (_, c) = client(&models, &hist);
+    assert_eq!(predict(&c), after);
 }

@@ -175,11 +175,12 @@ pub fn prepare(
         // train moments complete the feature map before it is saved.
         let history = match features.history.as_mut() {
             Some(spec) => {
-                let (paths, mean, std) =
-                    super::history::compute(data_dir, spec, &features.label, &tmp)?;
-                spec.mean = mean;
-                spec.std = std;
-                Some(paths)
+                let r = super::history::compute(data_dir, spec, &features.label, &tmp)?;
+                spec.mean = r.mean;
+                spec.std = r.std;
+                // Where a server's counters start: after every row of the data.
+                r.state.save(&tmp.join(super::history::STATE_FILE), 0)?;
+                Some(r.paths)
             }
             None => None,
         };

@@ -69,7 +69,7 @@ impl HistoryConfig {
 
 /// Version of the history inputs (their definition and scaling), part of the
 /// encoded cache's key when history is configured.
-pub const HISTORY_VERSION: u32 = 2;
+pub const HISTORY_VERSION: u32 = 3;
 
 /// What each key contributes, in order.
 pub const PARTS: [&str; 6] = [
@@ -176,6 +176,13 @@ pub struct HistoryState {
     maps: Vec<HashMap<u64, Counter>>,
 }
 
+/// The replay's final state, saved with the encoded cache and copied into an
+/// exported bundle: where a server's counters start.
+pub const STATE_FILE: &str = "history.state";
+const STATE_MAGIC: &[u8; 8] = b"CTRHIST1";
+/// Bytes per counter in a state file: the key hash and six numbers.
+const STATE_ENTRY: usize = 56;
+
 fn logit(p: f64) -> f64 {
     let p = p.clamp(1e-6, 1.0 - 1e-6);
     (p / (1.0 - p)).ln()
@@ -195,6 +202,95 @@ impl HistoryState {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Write the counters to `path` (through a temporary file): the magic,
+    /// the number of keys, and per key its counters (hash, impressions,
+    /// clicks, decayed impressions and their time, last impression and last
+    /// click with `i64::MIN` for none), little-endian. `seq` is stored with
+    /// them: the last feedback event they include.
+    pub fn save(&self, path: &Path, seq: u64) -> Result<()> {
+        let mut b = Vec::with_capacity(32 + self.len() * STATE_ENTRY);
+        b.extend_from_slice(STATE_MAGIC);
+        b.extend_from_slice(&seq.to_le_bytes());
+        b.extend_from_slice(&(self.maps.len() as u64).to_le_bytes());
+        for m in &self.maps {
+            b.extend_from_slice(&(m.len() as u64).to_le_bytes());
+            let mut keys: Vec<&u64> = m.keys().collect();
+            keys.sort_unstable();
+            for h in keys {
+                let c = &m[h];
+                b.extend_from_slice(&h.to_le_bytes());
+                b.extend_from_slice(&c.imps.to_le_bytes());
+                b.extend_from_slice(&c.clicks.to_le_bytes());
+                b.extend_from_slice(&c.recent.to_le_bytes());
+                b.extend_from_slice(&c.recent_at.to_le_bytes());
+                b.extend_from_slice(&c.last_imp.unwrap_or(i64::MIN).to_le_bytes());
+                b.extend_from_slice(&c.last_click.unwrap_or(i64::MIN).to_le_bytes());
+            }
+        }
+        crate::data::io::atomic_write(path, &b)
+    }
+
+    /// Read a state written by [`HistoryState::save`] for `spec`'s keys, with
+    /// the sequence number saved with it.
+    pub fn load(path: &Path, spec: &HistorySpec) -> Result<(HistoryState, u64)> {
+        let b = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        let bad = |what: &str| {
+            DataError::Invalid(format!(
+                "{}: not a history state file: {what}",
+                path.display()
+            ))
+        };
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<&[u8]> {
+            let s = b.get(at..at + n).ok_or_else(|| bad("it ends early"))?;
+            at += n;
+            Ok(s)
+        };
+        if take(8)? != STATE_MAGIC {
+            return Err(bad("wrong magic"));
+        }
+        let u64_of = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("8 bytes"));
+        let seq = u64_of(take(8)?);
+        let keys = u64_of(take(8)?) as usize;
+        if keys != spec.keys.len() {
+            return Err(DataError::Invalid(format!(
+                "{}: holds counters of {keys} keys, the model has {}",
+                path.display(),
+                spec.keys.len()
+            )));
+        }
+        let mut maps = Vec::with_capacity(keys);
+        for _ in 0..keys {
+            let n = u64_of(take(8)?) as usize;
+            let body = take(
+                n.checked_mul(STATE_ENTRY)
+                    .ok_or_else(|| bad("bad length"))?,
+            )?;
+            let mut m = HashMap::with_capacity(n);
+            for e in body.chunks_exact(STATE_ENTRY) {
+                let f = |i: usize| f64::from_le_bytes(e[i..i + 8].try_into().expect("8 bytes"));
+                let t = |i: usize| i64::from_le_bytes(e[i..i + 8].try_into().expect("8 bytes"));
+                let opt = |v: i64| (v != i64::MIN).then_some(v);
+                m.insert(
+                    u64_of(&e[0..8]),
+                    Counter {
+                        imps: f(8),
+                        clicks: f(16),
+                        recent: f(24),
+                        recent_at: t(32),
+                        last_imp: opt(t(40)),
+                        last_click: opt(t(48)),
+                    },
+                );
+            }
+            maps.push(m);
+        }
+        if at != b.len() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok((HistoryState { maps }, seq))
     }
 
     /// A row's inputs at time `t` (ms) from what came before: `spec.width()`
@@ -357,13 +453,9 @@ impl Cursor {
 /// The raw history inputs of every row of every split: all splits merged in
 /// time order and replayed; each split's rows (`width` f32 each, in the
 /// split's row order) go to `<out>/history-<split>.f32`. Also returns each
-/// input's mean and standard deviation over the train rows.
-pub fn compute(
-    data: &Path,
-    spec: &HistorySpec,
-    label: &str,
-    out: &Path,
-) -> Result<(Vec<PathBuf>, Vec<f64>, Vec<f64>)> {
+/// input's mean and standard deviation over the train rows, and the state
+/// after the last row.
+pub fn compute(data: &Path, spec: &HistorySpec, label: &str, out: &Path) -> Result<Replayed> {
     let mut columns = spec.columns();
     columns.push(label.to_string());
     let mut cursors = Vec::new();
@@ -452,7 +544,23 @@ pub fn compute(
             }
         })
         .collect();
-    Ok((paths, mean, std))
+    Ok(Replayed {
+        paths,
+        mean,
+        std,
+        state,
+    })
+}
+
+/// What [`compute`] leaves.
+pub struct Replayed {
+    /// `history-<split>.f32` per split, in [`Split::ALL`] order.
+    pub paths: Vec<PathBuf>,
+    /// Train mean and standard deviation of each raw input.
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+    /// The counters after the last row.
+    pub state: HistoryState,
 }
 
 /// Reads a split's history rows back in order.
@@ -529,6 +637,42 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn a_saved_state_reads_back_the_same_inputs() {
+        let s = spec();
+        let ev = events(300, 4);
+        let mut state = HistoryState::new(&s);
+        for e in &ev {
+            state.update(&s, &e.hashes, e.time, e.clicked);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        state.save(&path, 42).unwrap();
+        let (back, seq) = HistoryState::load(&path, &s).unwrap();
+        assert_eq!(seq, 42);
+        assert_eq!(back.len(), state.len());
+        let (mut a, mut b) = (vec![0f32; s.width()], vec![0f32; s.width()]);
+        for e in &ev {
+            state.read(&s, &e.hashes, 20_000_000, &mut a);
+            back.read(&s, &e.hashes, 20_000_000, &mut b);
+            assert_eq!(a, b);
+        }
+        // A state of other keys, and a cut file, are errors naming the file.
+        let mut one = s.clone();
+        one.keys.pop();
+        assert!(HistoryState::load(&path, &one)
+            .unwrap_err()
+            .to_string()
+            .contains("2 keys"));
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let err = HistoryState::load(&path, &s).unwrap_err().to_string();
+        assert!(
+            err.contains("history.state") && err.contains("ends early"),
+            "{err}"
+        );
     }
 
     #[test]

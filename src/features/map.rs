@@ -577,7 +577,7 @@ impl FeatureMap {
     }
 
     /// Encode one row given by a lookup of raw values by column name (a
-    /// request). Absent columns are missing values.
+    /// request). Absent columns are missing values; history inputs are zero.
     pub fn encode_row<'a>(&self, get: impl Fn(&str) -> RawValue<'a>) -> (Vec<i32>, Vec<f32>) {
         let mut buf = Vec::new();
         let ids = self
@@ -604,6 +604,9 @@ impl FeatureMap {
                 dense.push(t.full(k, token(get(c)).as_deref()));
             }
         }
+        // History inputs come from counters, not from the row: their slots
+        // are left at zero for the caller (the server's live counters).
+        dense.resize(self.num_dense(), 0.0);
         (ids, dense)
     }
 

@@ -337,6 +337,12 @@ fn write_bundle(
         let features = run_dir.join("features.json");
         std::fs::copy(&features, tmp.join("features.json"))
             .map_err(|e| DataError::io(&features, e))?;
+        // History counters start where the data ends.
+        if ds.features.history.is_some() {
+            let state = ds.dir.join(crate::features::history::STATE_FILE);
+            std::fs::copy(&state, tmp.join(crate::features::history::STATE_FILE))
+                .map_err(|e| DataError::io(&state, e))?;
+        }
         // A post-hoc calibrator saved with the run travels with the model.
         let calibration = Calibrator::load_from(run_dir)?;
         if let Some(c) = &calibration {

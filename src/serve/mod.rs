@@ -1,7 +1,9 @@
 //! From a trained run to predictions outside training: [`export`] writes a
-//! TorchScript model bundle, [`server`] serves bundles over HTTP and
-//! [`predlog`] logs what it predicts.
+//! TorchScript model bundle, [`server`] serves bundles over HTTP,
+//! [`history`] keeps the online counters of history inputs and [`predlog`]
+//! logs what it predicts.
 pub mod export;
+pub mod history;
 pub mod predlog;
 pub mod server;
 

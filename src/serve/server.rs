@@ -22,6 +22,7 @@ use serde_json::{json, Map, Value};
 use tch::{CModule, Device, Kind, Tensor};
 
 use super::export::{BundleMetadata, FORMAT_LIGHTGBM, FORMAT_TORCHSCRIPT};
+use super::history::{Feedback, OnlineHistory};
 use super::predlog::{PredLog, Record, Target};
 use crate::data::io::read_json;
 use crate::data::parse::parse_rfc3339;
@@ -55,6 +56,11 @@ pub struct ServeConfig {
     pub predlog_table: String,
     /// Records the log's queue holds before new ones are dropped (and counted).
     pub predlog_queue: usize,
+    /// Where models with history inputs keep their counters:
+    /// `<history_dir>/<name>/<version>/{history.state,feedback.log}`.
+    pub history_dir: PathBuf,
+    /// Feedback events between snapshots of the counters.
+    pub history_snapshot_every: u64,
 }
 
 impl Default for ServeConfig {
@@ -71,6 +77,8 @@ impl Default for ServeConfig {
             predlog: "logs/predictions.sqlite".into(),
             predlog_table: "predictions".into(),
             predlog_queue: 100_000,
+            history_dir: PathBuf::from("history"),
+            history_snapshot_every: 100_000,
         }
     }
 }
@@ -97,6 +105,8 @@ pub struct Bundle {
     /// Applied to every probability when the bundle has `calibration.json`.
     calibrator: Option<Calibrator>,
     device: Device,
+    /// The live counters of a model with history inputs.
+    pub history: Option<OnlineHistory>,
 }
 
 /// What turns encoded rows into probabilities.
@@ -107,18 +117,33 @@ enum Scorer {
 }
 
 impl Bundle {
+    /// Load a bundle; history counters, if the model has them, start from
+    /// the bundle's own state and are kept in memory only.
     pub fn load(dir: &Path, device: Device) -> Result<Bundle> {
+        Bundle::load_with_history(dir, device, None, 1)
+    }
+
+    /// Load a bundle whose history counters (if any) are snapshotted and
+    /// logged under `history_root/<name>/<version>/`.
+    pub fn load_with_history(
+        dir: &Path,
+        device: Device,
+        history_root: Option<&Path>,
+        snapshot_every: u64,
+    ) -> Result<Bundle> {
         let meta: BundleMetadata = read_json(&dir.join("metadata.json"))?;
         let map = FeatureMap::load(&dir.join("features.json"))?;
-        if map.history.is_some() {
-            // A request alone cannot give them: serving needs its own counters.
-            return Err(DataError::Invalid(format!(
-                "{}: the model reads history inputs ([features.history]), which this server \
-                 cannot compute yet (online counters fed by /feedback are not built); serve a \
-                 model trained without them",
-                dir.display()
-            )));
-        }
+        let history = match &map.history {
+            Some(spec) => Some(OnlineHistory::open(
+                spec.clone(),
+                dir,
+                history_root
+                    .map(|r| r.join(&meta.name).join(&meta.version))
+                    .as_deref(),
+                snapshot_every,
+            )?),
+            None => None,
+        };
         let scorer = match meta.format.as_str() {
             FORMAT_TORCHSCRIPT => {
                 let model_pt = dir.join("model.pt");
@@ -177,6 +202,7 @@ impl Bundle {
             scorer,
             calibrator: Calibrator::load_from(dir)?,
             device,
+            history,
         };
         // Warm up: the first forwards of a TorchScript module are slow.
         let (ids, dense) = b.map.encode_row(|_| RawValue::Missing);
@@ -244,11 +270,77 @@ impl Bundle {
 
     /// Validate and encode one instance. Unknown fields and wrong types are
     /// errors naming the field; absent fields and `null` are missing values.
+    /// History inputs are read from the live counters at the instance's time
+    /// (its time column, else now).
     pub fn encode(
         &self,
         obj: &Map<String, Value>,
         skip: &[&str],
     ) -> ApiResult<(Vec<i32>, Vec<f32>)> {
+        let vals = self.raw_values(obj, skip)?;
+        let get = |c: &str| vals.get(c).copied().unwrap_or(RawValue::Missing);
+        let (ids, mut dense) = self.map.encode_row(get);
+        if let Some(h) = &self.history {
+            let at = self.map.history_offset();
+            let hashes = h.hashes(get);
+            h.read(
+                &hashes,
+                event_time(&h.spec.time_column, &vals),
+                &mut dense[at..at + h.spec.width()],
+            )
+            .map_err(|e| ApiError::new(Status::InternalServerError, e.to_string()))?;
+        }
+        Ok((ids, dense))
+    }
+
+    /// One `/feedback` event for this model's counters: its key hashes, time
+    /// (the time column, else now) and `clicked` (0/1 or a boolean).
+    pub fn feedback_event(&self, obj: &Map<String, Value>) -> ApiResult<Feedback> {
+        let h = self.history.as_ref().ok_or_else(|| {
+            ApiError::bad(
+                "model",
+                format!(
+                    "model {}/{} keeps no history counters",
+                    self.name, self.version
+                ),
+            )
+        })?;
+        let clicked = match obj.get("clicked") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Number(n)) if n.as_u64() == Some(0) || n.as_u64() == Some(1) => {
+                n.as_u64() == Some(1)
+            }
+            Some(v) => {
+                return Err(ApiError::bad(
+                    "clicked",
+                    format!(
+                        "field `clicked`: expected 0, 1 or a boolean, got {}",
+                        type_name(v)
+                    ),
+                ))
+            }
+            None => {
+                return Err(ApiError::bad(
+                    "clicked",
+                    "field `clicked` is missing: feedback is an impression's outcome".into(),
+                ))
+            }
+        };
+        let vals = self.raw_values(obj, &["clicked", "model", "version"])?;
+        let get = |c: &str| vals.get(c).copied().unwrap_or(RawValue::Missing);
+        Ok(Feedback {
+            time: event_time(&h.spec.time_column, &vals),
+            hashes: h.hashes(get),
+            clicked,
+        })
+    }
+
+    /// An instance's fields as raw values, checked against the model's columns.
+    fn raw_values<'a>(
+        &self,
+        obj: &'a Map<String, Value>,
+        skip: &[&str],
+    ) -> ApiResult<HashMap<&'a str, RawValue<'a>>> {
         let mut vals: HashMap<&str, RawValue> = HashMap::with_capacity(obj.len());
         for (k, v) in obj {
             if skip.contains(&k.as_str()) {
@@ -268,9 +360,18 @@ impl Bundle {
             };
             vals.insert(k.as_str(), raw_value(k, *kind, v)?);
         }
-        Ok(self
-            .map
-            .encode_row(|c| vals.get(c).copied().unwrap_or(RawValue::Missing)))
+        Ok(vals)
+    }
+}
+
+/// An event's time in ms: its time column, else the server's clock.
+fn event_time(column: &str, vals: &HashMap<&str, RawValue>) -> i64 {
+    match vals.get(column) {
+        Some(RawValue::TimeMs(t)) => *t,
+        _ => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
     }
 }
 
@@ -484,6 +585,7 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     batch: Mutex<Histogram>,
     predictions: Counters,
+    feedback: Counters,
 }
 
 impl Metrics {
@@ -545,6 +647,28 @@ impl Metrics {
             "ctr_predictions_total",
             "Rows predicted by model and version.",
         );
+        self.feedback.render(
+            &mut out,
+            "ctr_feedback_events_total",
+            "Feedback events applied by /feedback, by model and version.",
+        );
+        family(
+            &mut out,
+            "ctr_history_key_values",
+            "gauge",
+            "Key values held by a model's history counters.",
+        );
+        for b in bundles {
+            if let Some(h) = &b.history {
+                let _ = writeln!(
+                    out,
+                    "ctr_history_key_values{{model=\"{}\",version=\"{}\"}} {}",
+                    b.name,
+                    b.version,
+                    h.stats().1
+                );
+            }
+        }
         family(
             &mut out,
             "ctr_model_loaded",
@@ -626,7 +750,12 @@ impl Server {
         let dirs = bundle_dirs(&config.models, config.all_versions)?;
         let mut bundles = Vec::new();
         for dir in &dirs {
-            match Bundle::load(dir, device) {
+            match Bundle::load_with_history(
+                dir,
+                device,
+                Some(&config.history_dir),
+                config.history_snapshot_every,
+            ) {
                 Ok(b) => bundles.push(Arc::new(b)),
                 Err(e) => eprintln!("serve: skipping {}: {e}", dir.display()),
             }
@@ -969,6 +1098,100 @@ async fn batch_predict(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, 
     answer(r)
 }
 
+/// `/feedback`: outcomes of shown impressions for the history counters.
+/// `{"events": [{...fields, "clicked": 0|1}, ...]}`, with `model` (and
+/// `version`) to feed one model; without, every loaded model that keeps
+/// counters gets them (each reads its own key columns; a field no target
+/// model reads is an error, as in a prediction).
+#[rocket::post("/feedback", data = "<data>")]
+async fn feedback(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<Value>) {
+    let r: ApiResult<Value> = async {
+        let obj = read_object(
+            data,
+            server.config.max_body_bytes,
+            "the body must be a JSON object {\"events\": [...]}",
+        )
+        .await?;
+        for k in obj.keys() {
+            if !["events", "model", "version"].contains(&k.as_str()) {
+                return Err(ApiError::bad(
+                    k,
+                    format!("unknown field `{k}`; feedback holds `events`, `model`, `version`"),
+                ));
+            }
+        }
+        let events = match obj.get("events") {
+            Some(Value::Array(a)) if !a.is_empty() => a,
+            Some(Value::Array(_)) => {
+                return Err(ApiError::bad("events", "`events` is empty".into()))
+            }
+            Some(v) => {
+                return Err(ApiError::bad(
+                    "events",
+                    format!("field `events`: expected an array, got {}", type_name(v)),
+                ))
+            }
+            None => return Err(ApiError::bad("events", "field `events` is missing".into())),
+        };
+        let max = server.config.max_batch;
+        if events.len() > max {
+            return Err(ApiError::new(
+                Status::PayloadTooLarge,
+                format!("{} events; at most {max} per request", events.len()),
+            ));
+        }
+        let targets: Vec<Arc<Bundle>> = match str_field(&obj, "model")? {
+            Some(m) => vec![server.pick(Some(m), str_field(&obj, "version")?)?],
+            None => server
+                .bundles
+                .iter()
+                .filter(|b| b.history.is_some())
+                .cloned()
+                .collect(),
+        };
+        if targets.is_empty() {
+            return Err(ApiError::new(
+                Status::BadRequest,
+                "no loaded model keeps history counters ([features.history])",
+            ));
+        }
+        // Every event is checked for every target before any is applied.
+        let mut per_model = Vec::with_capacity(targets.len());
+        for b in &targets {
+            let mut list = Vec::with_capacity(events.len());
+            for (i, e) in events.iter().enumerate() {
+                let Value::Object(o) = e else {
+                    return Err(ApiError::bad(
+                        &format!("events[{i}]"),
+                        format!("events[{i}]: expected an object, got {}", type_name(e)),
+                    ));
+                };
+                list.push(b.feedback_event(o).map_err(|mut err| {
+                    err.message = format!("events[{i}]: {}", err.message);
+                    err.field = err.field.map(|f| format!("events[{i}].{f}"));
+                    err
+                })?);
+            }
+            per_model.push(list);
+        }
+        let mut models = Vec::new();
+        for (b, list) in targets.iter().zip(per_model) {
+            let h = b.history.as_ref().expect("checked by feedback_event");
+            let seq = h
+                .feedback(&list)
+                .map_err(|e| ApiError::new(Status::InternalServerError, e.to_string()))?;
+            models.push(json!({"model": b.name, "version": b.version, "events": seq}));
+            server.metrics.feedback.add(
+                format!("model=\"{}\",version=\"{}\"", b.name, b.version),
+                list.len() as u64,
+            );
+        }
+        Ok(json!({"accepted": events.len(), "models": models}))
+    }
+    .await;
+    answer(r)
+}
+
 #[rocket::get("/health")]
 fn health(server: &State<Arc<Server>>) -> Json<Value> {
     Json(json!({
@@ -998,6 +1221,10 @@ fn model_info(server: &State<Arc<Server>>) -> Json<Value> {
                 "num_fields": b.map.num_fields(),
                 "num_dense": b.map.num_dense(),
                 "metrics": b.meta.metrics,
+                "history": b.history.as_ref().map(|h| {
+                    let (events, key_values) = h.stats();
+                    json!({"keys": h.spec.keys, "time_column": h.spec.time_column, "events": events, "key_values": key_values})
+                }),
             })
         })
         .collect();
@@ -1067,7 +1294,14 @@ pub fn rocket(server: Arc<Server>) -> rocket::Rocket<rocket::Build> {
         .attach(RequestMetrics(server))
         .mount(
             "/",
-            rocket::routes![predict_ctr, batch_predict, health, model_info, metrics],
+            rocket::routes![
+                predict_ctr,
+                batch_predict,
+                feedback,
+                health,
+                model_info,
+                metrics
+            ],
         )
         .register("/", rocket::catchers![catch_all])
 }
@@ -1101,6 +1335,20 @@ pub fn serve(config: ServeConfig) -> Result<()> {
             ))
     );
     let result = rocket::execute(rocket(server.clone()).launch());
+    // History counters: a last snapshot, so a restart starts where this ends.
+    for b in &server.bundles {
+        if let Some(h) = &b.history {
+            match h.snapshot() {
+                Ok(()) => println!(
+                    "serve: history counters of {}/{} saved ({} events)",
+                    b.name,
+                    b.version,
+                    h.stats().0
+                ),
+                Err(e) => eprintln!("serve: {}/{}: {e}", b.name, b.version),
+            }
+        }
+    }
     // In-flight requests have finished: write what the log still holds.
     if let Some(log) = &server.predlog {
         log.close();
