@@ -722,15 +722,7 @@ pub fn render_summary(s: &EdaSummary, out: &Path) -> String {
         .filter(|f| f.missing_rate > 0.0)
         .map(|f| format!("{} {:.1}%", f.name, 100.0 * f.missing_rate))
         .collect();
-    let _ = writeln!(
-        t,
-        "  missing values: {}",
-        if missing.is_empty() {
-            "none".into()
-        } else {
-            missing.join(", ")
-        }
-    );
+    let _ = writeln!(t, "  missing values: {}", super::list_or_none(&missing));
     let drift: Vec<String> = s
         .fields
         .iter()
@@ -747,11 +739,7 @@ pub fn render_summary(s: &EdaSummary, out: &Path) -> String {
     let _ = writeln!(
         t,
         "  drift from train (PSI > {PSI_MODERATE} and > 3x its sampling noise): {}",
-        if drift.is_empty() {
-            "none".into()
-        } else {
-            drift.join(", ")
-        }
+        super::list_or_none(&drift)
     );
     let _ = writeln!(
         t,

@@ -347,15 +347,7 @@ pub fn render(r: &FieldReport, run_dir: &Path) -> String {
         .filter(|f| f.drop_reason.is_some())
         .map(|f| f.importance.name.as_str())
         .collect();
-    let _ = writeln!(
-        t,
-        "candidates to drop: {}",
-        if cands.is_empty() {
-            "none".into()
-        } else {
-            cands.join(", ")
-        }
-    );
+    let _ = writeln!(t, "candidates to drop: {}", super::list_or_none(&cands));
     let _ = writeln!(
         t,
         "wrote {}",

@@ -7,3 +7,16 @@ pub mod metrics;
 pub mod plots;
 pub mod report;
 pub mod runs;
+
+/// Items joined with commas for a summary line, or "none".
+pub fn list_or_none<S: AsRef<str>>(items: &[S]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items
+            .iter()
+            .map(|s| s.as_ref())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

@@ -954,6 +954,45 @@ async fn read_body(data: Data<'_>, limit: u64) -> ApiResult<Value> {
     })
 }
 
+/// A body of `{"<key>": [...], "model", "version"}` (what `what` holds):
+/// its list, checked to be a non-empty array of at most `max` items, and no
+/// other field.
+fn list_body<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    what: &str,
+    max: usize,
+) -> ApiResult<&'a Vec<Value>> {
+    for k in obj.keys() {
+        if ![key, "model", "version"].contains(&k.as_str()) {
+            return Err(ApiError::bad(
+                k,
+                format!("unknown field `{k}`; {what} holds `{key}`, `model`, `version`"),
+            ));
+        }
+    }
+    let list = match obj.get(key) {
+        Some(Value::Array(a)) => a,
+        Some(v) => {
+            return Err(ApiError::bad(
+                key,
+                format!("field `{key}`: expected an array, got {}", type_name(v)),
+            ))
+        }
+        None => return Err(ApiError::bad(key, format!("field `{key}` is missing"))),
+    };
+    if list.is_empty() {
+        return Err(ApiError::bad(key, format!("`{key}` is empty")));
+    }
+    if list.len() > max {
+        return Err(ApiError::new(
+            Status::PayloadTooLarge,
+            format!("{} {key}; at most {max} per request", list.len()),
+        ));
+    }
+    Ok(list)
+}
+
 fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> ApiResult<Option<&'a str>> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -1023,39 +1062,7 @@ async fn batch_predict(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, 
             "the body must be a JSON object {\"instances\": [...]}",
         )
         .await?;
-        for k in obj.keys() {
-            if !["instances", "model", "version"].contains(&k.as_str()) {
-                return Err(ApiError::bad(
-                    k,
-                    format!("unknown field `{k}`; a batch holds `instances`, `model`, `version`"),
-                ));
-            }
-        }
-        let instances = match obj.get("instances") {
-            Some(Value::Array(a)) => a,
-            Some(v) => {
-                return Err(ApiError::bad(
-                    "instances",
-                    format!("field `instances`: expected an array, got {}", type_name(v)),
-                ))
-            }
-            None => {
-                return Err(ApiError::bad(
-                    "instances",
-                    "field `instances` is missing".into(),
-                ))
-            }
-        };
-        if instances.is_empty() {
-            return Err(ApiError::bad("instances", "`instances` is empty".into()));
-        }
-        let max = server.config.max_batch;
-        if instances.len() > max {
-            return Err(ApiError::new(
-                Status::PayloadTooLarge,
-                format!("{} instances; at most {max} per batch", instances.len()),
-            ));
-        }
+        let instances = list_body(&obj, "instances", "a batch", server.config.max_batch)?;
         let bundle = server.pick(str_field(&obj, "model")?, str_field(&obj, "version")?)?;
         let (nf, nd) = (bundle.map.num_fields(), bundle.map.num_dense());
         let mut ids = Vec::with_capacity(instances.len() * nf);
@@ -1112,34 +1119,7 @@ async fn feedback(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<
             "the body must be a JSON object {\"events\": [...]}",
         )
         .await?;
-        for k in obj.keys() {
-            if !["events", "model", "version"].contains(&k.as_str()) {
-                return Err(ApiError::bad(
-                    k,
-                    format!("unknown field `{k}`; feedback holds `events`, `model`, `version`"),
-                ));
-            }
-        }
-        let events = match obj.get("events") {
-            Some(Value::Array(a)) if !a.is_empty() => a,
-            Some(Value::Array(_)) => {
-                return Err(ApiError::bad("events", "`events` is empty".into()))
-            }
-            Some(v) => {
-                return Err(ApiError::bad(
-                    "events",
-                    format!("field `events`: expected an array, got {}", type_name(v)),
-                ))
-            }
-            None => return Err(ApiError::bad("events", "field `events` is missing".into())),
-        };
-        let max = server.config.max_batch;
-        if events.len() > max {
-            return Err(ApiError::new(
-                Status::PayloadTooLarge,
-                format!("{} events; at most {max} per request", events.len()),
-            ));
-        }
+        let events = list_body(&obj, "events", "feedback", server.config.max_batch)?;
         let targets: Vec<Arc<Bundle>> = match str_field(&obj, "model")? {
             Some(m) => vec![server.pick(Some(m), str_field(&obj, "version")?)?],
             None => server
