@@ -33,6 +33,8 @@ $bin convert --format criteo --input "$criteo" --out "$out/criteo" --overwrite
 
 echo "== statistics of the simulated data"
 $bin stats "$out/synthetic" --top 3
+echo "== the exploratory report of the simulated data (open $out/eda/eda.html)"
+$bin eda "$out/synthetic" --out "$out/eda" --quiet
 echo "== train DeepFM on the simulated impressions (experiments/deepfm.toml)"
 run=demo-deepfm-$(date -u +%Y%m%d-%H%M%S)
 $bin train --config experiments/deepfm.toml --set "data.path=\"$out/synthetic\"" --run "$run"
@@ -80,4 +82,4 @@ PY
 kill -TERM "$server"
 wait "$server"
 echo "server stopped cleanly"
-echo "demo finished: datasets in $out/, the runs in runs/$run and runs/$lgbm (tensorboard --logdir runs), the report in $out/report/report.html, the bundle in models/deepfm/"
+echo "demo finished: datasets in $out/, the runs in runs/$run and runs/$lgbm (tensorboard --logdir runs), the reports in $out/eda/eda.html and $out/report/report.html, the bundle in models/deepfm/"
