@@ -289,14 +289,13 @@ pub fn field_report(o: &FieldOptions) -> Result<FieldReport> {
             }
         })
         .collect();
-    let y8: Vec<u8> = y;
     let report = FieldReport {
         run: open.info.run.clone(),
         split: o.split.name().into(),
         rows: sub.rows,
         repeats: o.repeats.max(1),
-        auc: roc_auc(&p, &y8).unwrap_or(0.5),
-        logloss: log_loss(&p, &y8),
+        auc: roc_auc(&p, &y).unwrap_or(0.5),
+        logloss: log_loss(&p, &y),
         fields,
         associated_pairs: pairs,
     };

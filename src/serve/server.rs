@@ -368,11 +368,16 @@ impl Bundle {
 fn event_time(column: &str, vals: &HashMap<&str, RawValue>) -> i64 {
     match vals.get(column) {
         Some(RawValue::TimeMs(t)) => *t,
-        _ => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
+        _ => now_ms(),
     }
+}
+
+/// The server's clock, in ms since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn raw_value<'a>(field: &str, kind: ColumnKind, v: &'a Value) -> ApiResult<RawValue<'a>> {
@@ -855,10 +860,7 @@ impl Server {
     ) {
         let Some(log) = &self.predlog else { return };
         let latency_ms = started.elapsed().as_secs_f64() * 1e3;
-        let time_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let time_ms = now_ms();
         for (fields, p) in rows {
             let fields: Map<String, Value> = fields
                 .iter()
