@@ -1,7 +1,8 @@
 //! Leakage-free historical features: for each configured key (a column such
 //! as `user_id`, or columns joined with `+` such as `user_id+ad_id`), what the
 //! rows strictly before this one in time say about it: past impressions and
-//! clicks, the smoothed past CTR, recent impressions (decayed with a
+//! clicks and the smoothed past CTR (over a window: decayed with a long
+//! half-life, a week by default), recent impressions (decayed with a short
 //! half-life), and how recently the key was last shown and last clicked.
 //!
 //! One state machine, [`HistoryState`], computes them: [`HistoryState::read`]
@@ -36,6 +37,14 @@ pub struct HistoryConfig {
     /// (default 24 hours).
     #[serde(default = "d_half_life")]
     pub half_life_hours: f64,
+    /// Half-life of the impressions and clicks counts and of the smoothed CTR
+    /// made from them (default 168 hours, a week): decayed counts have the
+    /// same scale at the end of a log as at its start, where counts since the
+    /// start of the log grow with time, so that a model fitted on the early
+    /// days meets larger counts than it has seen on the later days it is
+    /// tested and served on. `inf` keeps every past row at full weight.
+    #[serde(default = "d_window")]
+    pub window_hours: f64,
     /// The time column (default: the dataset's first timestamp column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_column: Option<String>,
@@ -46,6 +55,9 @@ fn d_smoothing() -> f64 {
 }
 fn d_half_life() -> f64 {
     24.0
+}
+fn d_window() -> f64 {
+    168.0
 }
 
 impl HistoryConfig {
@@ -60,8 +72,11 @@ impl HistoryConfig {
         {
             return Err("features.history.keys: every key names one or more columns".into());
         }
-        if !(self.smoothing > 0.0 && self.half_life_hours > 0.0) {
-            return Err("features.history.smoothing and half_life_hours must be positive".into());
+        if !(self.smoothing > 0.0 && self.half_life_hours > 0.0 && self.window_hours > 0.0) {
+            return Err(
+                "features.history.smoothing, half_life_hours and window_hours must be positive"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -69,7 +84,7 @@ impl HistoryConfig {
 
 /// Version of the history inputs (their definition and scaling), part of the
 /// encoded cache's key when history is configured.
-pub const HISTORY_VERSION: u32 = 3;
+pub const HISTORY_VERSION: u32 = 4;
 
 /// What each key contributes, in order.
 pub const PARTS: [&str; 6] = [
@@ -88,6 +103,10 @@ pub struct HistorySpec {
     pub keys: Vec<Vec<String>>,
     pub smoothing: f64,
     pub half_life_hours: f64,
+    /// Half-life of the impressions and clicks counts; `None` (and
+    /// feature maps written before it existed) counts every past row fully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_hours: Option<f64>,
     /// The train click rate: the CTR a key without history is smoothed toward.
     pub prior: f64,
     pub time_column: String,
@@ -115,6 +134,18 @@ impl HistorySpec {
                 PARTS.iter().map(move |p| format!("hist_{key}_{p}"))
             })
             .collect()
+    }
+
+    /// The weight, after `dt` ms, of a row in the recent-impressions count and
+    /// the recency inputs.
+    fn decay(&self) -> impl Fn(i64) -> f64 {
+        half_life_decay(Some(self.half_life_hours))
+    }
+
+    /// The weight, after `dt` ms, of a row in the impressions and clicks
+    /// counts (1 when they are not windowed).
+    fn window_decay(&self) -> impl Fn(i64) -> f64 {
+        half_life_decay(self.window_hours)
     }
 
     /// Standardise raw inputs in place with the train moments (if fitted).
@@ -161,9 +192,11 @@ impl HistorySpec {
 /// What is known about one key value.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Counter {
+    /// Impressions and clicks, decayed with the window's half-life to
+    /// `recent_at` (ms).
     imps: f64,
     clicks: f64,
-    /// Impressions decayed to `recent_at` (ms).
+    /// Impressions decayed with the recency half-life to `recent_at`.
     recent: f64,
     recent_at: i64,
     last_imp: Option<i64>,
@@ -182,6 +215,13 @@ pub const STATE_FILE: &str = "history.state";
 const STATE_MAGIC: &[u8; 8] = b"CTRHIST1";
 /// Bytes per counter in a state file: the key hash and six numbers.
 const STATE_ENTRY: usize = 56;
+
+/// `dt ↦ 2^(-dt / half-life)` for `dt` in ms (negative `dt` counts as 0);
+/// no half-life is no decay.
+fn half_life_decay(half_life_hours: Option<f64>) -> impl Fn(i64) -> f64 {
+    let rate = half_life_hours.map_or(0.0, |h| std::f64::consts::LN_2 / (h * 3.6e6));
+    move |dt| (-(dt.max(0) as f64) * rate).exp()
+}
 
 fn logit(p: f64) -> f64 {
     let p = p.clamp(1e-6, 1.0 - 1e-6);
@@ -296,15 +336,16 @@ impl HistoryState {
     /// A row's inputs at time `t` (ms) from what came before: `spec.width()`
     /// values into `out`.
     pub fn read(&self, spec: &HistorySpec, hashes: &[u64], t: i64, out: &mut [f32]) {
-        let half_life_ms = spec.half_life_hours * 3.6e6;
-        let decay = |dt: i64| (-(dt.max(0) as f64) / half_life_ms * std::f64::consts::LN_2).exp();
+        let (decay, window) = (spec.decay(), spec.window_decay());
         let prior_logit = logit(spec.prior);
         for (k, h) in hashes.iter().enumerate() {
             let c = self.maps[k].get(h).copied().unwrap_or_default();
-            let ctr = (c.clicks + spec.smoothing * spec.prior) / (c.imps + spec.smoothing);
+            let w = window(t - c.recent_at);
+            let (imps, clicks) = (c.imps * w, c.clicks * w);
+            let ctr = (clicks + spec.smoothing * spec.prior) / (imps + spec.smoothing);
             let o = &mut out[k * PARTS.len()..(k + 1) * PARTS.len()];
-            o[0] = c.imps.ln_1p() as f32;
-            o[1] = c.clicks.ln_1p() as f32;
+            o[0] = imps.ln_1p() as f32;
+            o[1] = clicks.ln_1p() as f32;
             o[2] = (logit(ctr) - prior_logit) as f32;
             o[3] = (c.recent * decay(t - c.recent_at)).ln_1p() as f32;
             o[4] = c.last_imp.map_or(0.0, |l| decay(t - l)) as f32;
@@ -314,16 +355,16 @@ impl HistoryState {
 
     /// Add a row shown at `t` (ms), clicked or not.
     pub fn update(&mut self, spec: &HistorySpec, hashes: &[u64], t: i64, clicked: bool) {
-        let half_life_ms = spec.half_life_hours * 3.6e6;
+        let (decay, window) = (spec.decay(), spec.window_decay());
         for (k, h) in hashes.iter().enumerate() {
             let c = self.maps[k].entry(*h).or_default();
-            let dt = (t - c.recent_at).max(0) as f64;
-            c.recent = c.recent * (-dt / half_life_ms * std::f64::consts::LN_2).exp() + 1.0;
+            let (d, w) = (decay(t - c.recent_at), window(t - c.recent_at));
+            c.recent = c.recent * d + 1.0;
+            c.imps = c.imps * w + 1.0;
+            c.clicks = c.clicks * w + f64::from(u8::from(clicked));
             c.recent_at = c.recent_at.max(t);
-            c.imps += 1.0;
             c.last_imp = Some(c.last_imp.map_or(t, |l| l.max(t)));
             if clicked {
-                c.clicks += 1.0;
                 c.last_click = Some(c.last_click.map_or(t, |l| l.max(t)));
             }
         }
@@ -608,6 +649,7 @@ mod tests {
             keys: vec![vec!["user".into()], vec!["user".into(), "ad".into()]],
             smoothing: 10.0,
             half_life_hours: 24.0,
+            window_hours: Some(72.0),
             prior: 0.05,
             time_column: "time".into(),
             mean: Vec::new(),
@@ -726,16 +768,30 @@ mod tests {
         assert_eq!(&out[..6], &[0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
         st.update(&s, &h, 0, true);
         st.update(&s, &h, 0, false);
-        // One half-life later.
-        st.read(&s, &h, 24 * 3_600_000, &mut out);
+        // 72 hours later: one half-life of the counts' window, three of the
+        // recency half-life.
+        st.read(&s, &h, 72 * 3_600_000, &mut out);
+        assert!((out[0] - 2f32.ln()).abs() < 1e-6, "2 impressions halved");
+        assert!((out[1] - 1.5f32.ln()).abs() < 1e-6, "1 click halved");
+        let ctr = (0.5 + 10.0 * 0.05) / (1.0 + 10.0);
+        assert!((out[2] as f64 - (logit(ctr) - logit(0.05))).abs() < 1e-5);
+        assert!(
+            (out[3] - 1.25f32.ln()).abs() < 1e-5,
+            "2 impressions decayed to an eighth"
+        );
+        assert!((out[4] - 0.125).abs() < 1e-6 && (out[5] - 0.125).abs() < 1e-6);
+        // Without a window the counts keep every row at full weight.
+        let all = HistorySpec {
+            window_hours: None,
+            ..s.clone()
+        };
+        let mut st = HistoryState::new(&all);
+        st.update(&all, &h, 0, true);
+        st.update(&all, &h, 0, false);
+        st.read(&all, &h, 72 * 3_600_000, &mut out);
         assert!((out[0] - 3f32.ln()).abs() < 1e-6, "2 impressions");
         assert!((out[1] - 2f32.ln()).abs() < 1e-6, "1 click");
         let ctr = (1.0 + 10.0 * 0.05) / (2.0 + 10.0);
         assert!((out[2] as f64 - (logit(ctr) - logit(0.05))).abs() < 1e-5);
-        assert!(
-            (out[3] - 2f32.ln()).abs() < 1e-5,
-            "2 impressions decayed by half"
-        );
-        assert!((out[4] - 0.5).abs() < 1e-6 && (out[5] - 0.5).abs() < 1e-6);
     }
 }

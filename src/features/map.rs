@@ -653,13 +653,17 @@ impl FeatureMap {
         if let Some(h) = &self.history {
             for key in &h.keys {
                 s.push_str(&format!(
-                    "  hist_{:<19} {:>10}       history of {} before each row ({}: impressions, \
-                     clicks, CTR smoothed toward {:.4} with weight {}, recent impressions and \
-                     recency with half-life {} h)\n",
+                    "  hist_{:<19} {:>10}       history of {} before each row ({}: impressions \
+                     and clicks {}, CTR smoothed toward {:.4} with weight {}, recent impressions \
+                     and recency with half-life {} h)\n",
                     key.join("_x_"),
                     format!("{} dense", super::history::PARTS.len()),
                     key.join(" + "),
                     h.time_column,
+                    h.window_hours
+                        .map_or("since the start".to_string(), |w| format!(
+                            "with half-life {w} h"
+                        )),
                     h.prior,
                     h.smoothing,
                     h.half_life_hours
@@ -1091,6 +1095,7 @@ fn history_spec(
         keys,
         smoothing: h.smoothing,
         half_life_hours: h.half_life_hours,
+        window_hours: h.window_hours.is_finite().then_some(h.window_hours),
         prior: ((t.positives as f64 + 0.5) / (t.rows as f64 + 1.0)).clamp(1e-6, 1.0 - 1e-6),
         time_column,
         mean: Vec::new(),
