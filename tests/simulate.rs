@@ -263,6 +263,16 @@ fn bad_simulator_config_is_reported_with_its_path() {
     std::fs::write(&p, "userz = 10\n").unwrap();
     let e = SimConfig::load(&p).unwrap_err().to_string();
     assert!(e.contains("userz"), "{e}");
+    for bad in [
+        "ad_drift_sd = -0.1",
+        "ad_drift_hours = 0.0",
+        "intent_hours = -1.0",
+    ] {
+        std::fs::write(&p, format!("{bad}\n")).unwrap();
+        let e = SimConfig::load(&p).unwrap_err().to_string();
+        let key = bad.split(' ').next().unwrap();
+        assert!(e.contains("sim.toml") && e.contains(key), "{bad}: {e}");
+    }
     let shipped = SimConfig::load(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/datasets/synthetic.toml"),
     )

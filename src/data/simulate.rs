@@ -30,10 +30,17 @@
 //!   + T[device, placement]                             (device x placement)
 //!   + hour_amplitude * cos(2 pi (hour - 20) / 24) + weekend_effect * [Sat/Sun]
 //!   - fatigue * ln(1 + n)
+//!   + drift_ad(t) + intent_effect * [user in the market for the ad's category at t]
 //! ```
 //!
 //! where `n` is the user's decayed count of earlier impressions of this ad
 //! (half-life `fatigue_half_life_hours`; a user remembers `memory` ads). The
+//! last two terms make the world non-stationary and are off by default:
+//! `drift_ad` is an Ornstein-Uhlenbeck process per ad (sd `ad_drift_sd`,
+//! correlation time `ad_drift_hours`); with `intent_rate_per_day > 0` each user
+//! alternates between time out of the market and in-market episodes (mean
+//! `intent_hours`) for one ad category, whose ads they then click more and are
+//! shown more (`intent_targeting` of their impressions not retargeted). The
 //! latent terms are dot products of vectors with unit-variance products, so
 //! they are pairwise interactions a linear model cannot represent and a
 //! factorization machine can. `alpha` is solved so that the mean of `p` over
@@ -105,6 +112,12 @@ pub struct SimConfig {
     pub memory: usize,
     pub retarget_prob: f64,
     pub home_device_prob: f64,
+    pub intent_rate_per_day: f64,
+    pub intent_hours: f64,
+    pub intent_effect: f64,
+    pub intent_targeting: f64,
+    pub ad_drift_sd: f64,
+    pub ad_drift_hours: f64,
 }
 
 impl Default for SimConfig {
@@ -142,6 +155,12 @@ impl Default for SimConfig {
             memory: 8,
             retarget_prob: 0.25,
             home_device_prob: 0.85,
+            intent_rate_per_day: 0.0,
+            intent_hours: 48.0,
+            intent_effect: 1.0,
+            intent_targeting: 0.3,
+            ad_drift_sd: 0.0,
+            ad_drift_hours: 72.0,
         }
     }
 }
@@ -192,6 +211,7 @@ impl SimConfig {
             ("affinity_individual", self.affinity_individual),
             ("retarget_prob", self.retarget_prob),
             ("home_device_prob", self.home_device_prob),
+            ("intent_targeting", self.intent_targeting),
         ] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(format!("`{name}` must be in [0, 1], got {p}"));
@@ -199,6 +219,30 @@ impl SimConfig {
         }
         if self.fatigue_half_life_hours <= 0.0 {
             return Err("`fatigue_half_life_hours` must be positive".into());
+        }
+        if !(self.intent_rate_per_day >= 0.0 && self.intent_rate_per_day.is_finite()) {
+            return Err(format!(
+                "`intent_rate_per_day` must be zero or positive, got {}",
+                self.intent_rate_per_day
+            ));
+        }
+        if !(self.ad_drift_sd >= 0.0 && self.ad_drift_sd.is_finite()) {
+            return Err(format!(
+                "`ad_drift_sd` must be zero or positive, got {}",
+                self.ad_drift_sd
+            ));
+        }
+        if !(self.ad_drift_hours > 0.0 && self.ad_drift_hours.is_finite()) {
+            return Err(format!(
+                "`ad_drift_hours` must be positive, got {}",
+                self.ad_drift_hours
+            ));
+        }
+        if !(self.intent_hours > 0.0 && self.intent_hours.is_finite()) {
+            return Err(format!(
+                "`intent_hours` must be positive, got {}",
+                self.intent_hours
+            ));
         }
         if parse_rfc3339(&self.start).is_none() {
             return Err(format!("`start` is not an RFC 3339 time: {:?}", self.start));
@@ -270,6 +314,9 @@ struct World {
     user_ids: Vec<u32>,
     ads: AliasTable,
     ad_ids: Vec<u32>,
+    /// Per ad category: its ads (ids) and a table drawing them by popularity,
+    /// `None` for a category without ads.
+    ads_by_category: Vec<Option<(Vec<u32>, AliasTable)>>,
     sites: AliasTable,
     site_ids: Vec<u32>,
     devices: AliasTable,
@@ -362,6 +409,18 @@ impl World {
                 *v = (rdp.normal() * cfg.device_placement_scale) as f32;
             }
         }
+        let ads = AliasTable::zipf(cfg.ads, cfg.ad_zipf);
+        let ad_ids = permutation(&mut r("ad-perm"), cfg.ads);
+        let mut by_cat: Vec<(Vec<u32>, Vec<f64>)> = vec![Default::default(); cfg.ad_categories];
+        for (rank, &ad) in ad_ids.iter().enumerate() {
+            let (ids, weights) = &mut by_cat[ad_category[ad as usize] as usize];
+            ids.push(ad);
+            weights.push(1.0 / ((rank + 1) as f64).powf(cfg.ad_zipf));
+        }
+        let ads_by_category = by_cat
+            .into_iter()
+            .map(|(ids, w)| (!ids.is_empty()).then(|| (ids, AliasTable::new(&w))))
+            .collect();
         World {
             user_bias: normals(&mut r("user-bias"), cfg.users, cfg.user_sd),
             user_vec,
@@ -387,8 +446,9 @@ impl World {
             device_placement,
             users: AliasTable::zipf(cfg.users, cfg.user_zipf),
             user_ids: permutation(&mut r("user-perm"), cfg.users),
-            ads: AliasTable::zipf(cfg.ads, cfg.ad_zipf),
-            ad_ids: permutation(&mut r("ad-perm"), cfg.ads),
+            ads,
+            ad_ids,
+            ads_by_category,
             sites: AliasTable::zipf(cfg.sites, cfg.site_zipf),
             site_ids: permutation(&mut r("site-perm"), cfg.sites),
             devices,
@@ -430,7 +490,22 @@ struct Stream<'w> {
     mem_t: Vec<u32>,
     start: i64,
     decay_per_sec: f64,
+    /// Per user: the ad category they are in the market for
+    /// ([`NOT_IN_MARKET`], or [`UNSET`] before their first impression), and
+    /// when (time offset, s) that next changes. Drawn from a stream of their
+    /// own, so `intent_rate_per_day = 0` leaves every other draw as it was.
+    intent_cat: Vec<u16>,
+    intent_change: Vec<u32>,
+    intent_rng: Rng,
+    /// Per ad: its drift (logit) and when (time offset, s) it was last
+    /// advanced, `u32::MAX` before the ad's first impression.
+    drift: Vec<f32>,
+    drift_t: Vec<u32>,
+    drift_rng: Rng,
 }
+
+const NOT_IN_MARKET: u16 = u16::MAX;
+const UNSET: u16 = u16::MAX - 1;
 
 fn traffic_weight(hour_of_day: u32, weekday: u32) -> f64 {
     let daily = 1.0 + 0.6 * (2.0 * std::f64::consts::PI * (hour_of_day as f64 - 20.0) / 24.0).cos();
@@ -481,7 +556,106 @@ impl<'w> Stream<'w> {
             mem_t: vec![0; w.cfg.users * m],
             start,
             decay_per_sec: std::f64::consts::LN_2 / (w.cfg.fatigue_half_life_hours * 3600.0),
+            intent_cat: vec![
+                UNSET;
+                if w.cfg.intent_rate_per_day > 0.0 {
+                    w.cfg.users
+                } else {
+                    0
+                }
+            ],
+            intent_change: vec![
+                0;
+                if w.cfg.intent_rate_per_day > 0.0 {
+                    w.cfg.users
+                } else {
+                    0
+                }
+            ],
+            intent_rng: Rng::derive(seed, "intent"),
+            drift: vec![
+                0.0;
+                if w.cfg.ad_drift_sd > 0.0 {
+                    w.cfg.ads
+                } else {
+                    0
+                }
+            ],
+            drift_t: vec![
+                u32::MAX;
+                if w.cfg.ad_drift_sd > 0.0 {
+                    w.cfg.ads
+                } else {
+                    0
+                }
+            ],
+            drift_rng: Rng::derive(seed, "ad-drift"),
         }
+    }
+
+    /// The drift of `ad`'s logit at time offset `rel` (s): an
+    /// Ornstein-Uhlenbeck process per ad with stationary sd `ad_drift_sd` and
+    /// correlation time `ad_drift_hours` (an ad's appeal wanders over days:
+    /// creatives wear out, competitors come and go), advanced exactly from
+    /// the ad's previous impression and started in its stationary law.
+    fn ad_drift(&mut self, ad: usize, rel: u32) -> f64 {
+        let cfg = &self.w.cfg;
+        if cfg.ad_drift_sd <= 0.0 {
+            return 0.0;
+        }
+        let x = if self.drift_t[ad] == u32::MAX {
+            cfg.ad_drift_sd * self.drift_rng.normal()
+        } else {
+            let dt = rel.saturating_sub(self.drift_t[ad]) as f64;
+            let keep = (-dt / (cfg.ad_drift_hours * 3600.0)).exp();
+            let x = self.drift[ad] as f64;
+            x * keep + cfg.ad_drift_sd * (1.0 - keep * keep).sqrt() * self.drift_rng.normal()
+        };
+        self.drift[ad] = x as f32;
+        self.drift_t[ad] = rel;
+        self.drift[ad] as f64
+    }
+
+    /// The ad category `user` is in the market for at time offset `rel` (s).
+    /// Each user alternates between episodes out of the market (exponential,
+    /// mean `1 / intent_rate_per_day` days) and in the market for a category
+    /// drawn uniformly (exponential, mean `intent_hours`); a user's first
+    /// impression finds them in the stationary mix of the two.
+    fn intent(&mut self, user: usize, rel: u32) -> Option<u16> {
+        let cfg = &self.w.cfg;
+        if cfg.intent_rate_per_day <= 0.0 {
+            return None;
+        }
+        let on = cfg.intent_hours * 3600.0;
+        let off = 86_400.0 / cfg.intent_rate_per_day;
+        let cats = cfg.ad_categories as u64;
+        let rng = &mut self.intent_rng;
+        let wait = |rng: &mut Rng, mean: f64| {
+            (-(1.0 - rng.uniform()).ln() * mean)
+                .ceil()
+                .min(u32::MAX as f64) as u32
+        };
+        if self.intent_cat[user] == UNSET {
+            let in_market = rng.bernoulli(on / (on + off));
+            let (cat, mean) = if in_market {
+                (rng.below(cats) as u16, on)
+            } else {
+                (NOT_IN_MARKET, off)
+            };
+            self.intent_cat[user] = cat;
+            self.intent_change[user] = rel.saturating_add(wait(rng, mean));
+        }
+        while self.intent_change[user] <= rel {
+            let (cat, mean) = if self.intent_cat[user] == NOT_IN_MARKET {
+                (rng.below(cats) as u16, on)
+            } else {
+                (NOT_IN_MARKET, off)
+            };
+            self.intent_cat[user] = cat;
+            self.intent_change[user] =
+                self.intent_change[user].saturating_add(wait(rng, mean).max(1));
+        }
+        (self.intent_cat[user] != NOT_IN_MARKET).then_some(self.intent_cat[user])
     }
 
     fn next_time(&mut self) -> i64 {
@@ -525,6 +699,13 @@ impl<'w> Stream<'w> {
             .iter()
             .filter(|&&a| a != 0)
             .count();
+        let intent = self.intent(user, rel);
+        let targeted = intent.and_then(|c| {
+            let (ids, table) = w.ads_by_category[c as usize].as_ref()?;
+            self.intent_rng
+                .bernoulli(cfg.intent_targeting)
+                .then(|| ids[table.sample(&mut self.intent_rng)] as usize)
+        });
         let ad = if remembered > 0 && self.rng.bernoulli(cfg.retarget_prob) {
             let pick = self.rng.below(remembered as u64) as usize;
             let slot = self.mem_ad[slots.clone()]
@@ -534,6 +715,8 @@ impl<'w> Stream<'w> {
                 .copied()
                 .unwrap_or(1);
             (slot - 1) as usize
+        } else if let Some(ad) = targeted {
+            ad
         } else {
             w.ad_ids[w.ads.sample(&mut self.rng)] as usize
         };
@@ -559,6 +742,7 @@ impl<'w> Stream<'w> {
         self.mem_n[s] = (n_prev + 1.0) as f32;
         self.mem_t[s] = rel;
 
+        let drift = self.ad_drift(ad, rel);
         let campaign = w.ad_campaign[ad] as usize;
         let advertiser = w.campaign_advertiser[campaign] as usize;
         let cat = w.ad_category[ad] as usize;
@@ -580,6 +764,7 @@ impl<'w> Stream<'w> {
         let (hod, wd) = hour_weekday(time);
         let z = w.user_bias[user] as f64
             + w.ad_bias[ad] as f64
+            + drift
             + w.campaign_bias[campaign] as f64
             + w.advertiser_bias[advertiser] as f64
             + w.site_bias[site] as f64
@@ -588,7 +773,12 @@ impl<'w> Stream<'w> {
             + w.device_placement[device as usize][placement as usize] as f64
             + cfg.hour_amplitude * (2.0 * std::f64::consts::PI * (hod as f64 - 20.0) / 24.0).cos()
             + if wd >= 5 { cfg.weekend_effect } else { 0.0 }
-            - cfg.fatigue * n_prev.ln_1p();
+            - cfg.fatigue * n_prev.ln_1p()
+            + if intent == Some(cat as u16) {
+                cfg.intent_effect
+            } else {
+                0.0
+            };
         Some(Impression {
             time,
             user: user as u32,
@@ -1071,6 +1261,121 @@ mod tests {
             hour_weekday(1_767_571_200 + 6 * 86_400 + 13 * 3600),
             (13, 6)
         );
+    }
+
+    fn small() -> SimConfig {
+        SimConfig {
+            users: 3_000,
+            ads: 600,
+            advertisers: 60,
+            campaigns: 200,
+            sites: 100,
+            ..SimConfig::default()
+        }
+    }
+
+    #[test]
+    fn intent_episodes_alternate_at_their_rates() {
+        let cfg = SimConfig {
+            intent_rate_per_day: 1.0,
+            intent_hours: 24.0,
+            ..small()
+        };
+        let w = World::new(&cfg, 7);
+        let mut s = Stream::new(&w, 10, 7);
+        // Out of the market a day on average, in it a day: half the users at
+        // any instant, and half of one user's hours.
+        let at =
+            |s: &mut Stream, t: u32| (0..cfg.users).filter(|&u| s.intent(u, t).is_some()).count();
+        let share = at(&mut s, 1_000) as f64 / cfg.users as f64;
+        assert!((share - 0.5).abs() < 0.04, "{share}");
+        let share = at(&mut s, 40 * 86_400) as f64 / cfg.users as f64;
+        assert!((share - 0.5).abs() < 0.04, "{share}");
+        let (mut on, mut starts, mut prev) = (0usize, 0usize, None);
+        let hours = 400 * 24;
+        for h in 0..hours {
+            let c = s.intent(0, 50 * 86_400 + h * 3600);
+            on += c.is_some() as usize;
+            starts += (c.is_some() && c != prev) as usize;
+            prev = c;
+        }
+        assert!((on as f64 / hours as f64 - 0.5).abs() < 0.1, "{on}");
+        // About 200 episodes of about 24 hours each (an hourly look merges a
+        // few that touch).
+        assert!((150..=230).contains(&starts), "{starts} episodes");
+    }
+
+    #[test]
+    fn ad_drift_keeps_its_sd_and_forgets_over_its_time() {
+        let cfg = SimConfig {
+            ads: 20_000,
+            ad_drift_sd: 0.3,
+            ad_drift_hours: 10.0,
+            ..small()
+        };
+        let w = World::new(&cfg, 3);
+        let mut s = Stream::new(&w, 10, 3);
+        let x0: Vec<f64> = (0..cfg.ads).map(|a| s.ad_drift(a, 0)).collect();
+        // One correlation time later: the same spread, correlation 1/e.
+        let x1: Vec<f64> = (0..cfg.ads).map(|a| s.ad_drift(a, 36_000)).collect();
+        let n = cfg.ads as f64;
+        let sd = |x: &[f64]| (x.iter().map(|v| v * v).sum::<f64>() / n).sqrt();
+        let corr = x0.iter().zip(&x1).map(|(a, b)| a * b).sum::<f64>() / n / (sd(&x0) * sd(&x1));
+        assert!((sd(&x0) - 0.3).abs() < 0.01 && (sd(&x1) - 0.3).abs() < 0.01);
+        assert!((corr - (-1f64).exp()).abs() < 0.03, "{corr}");
+        // At the same instant an ad keeps its value.
+        assert_eq!(s.ad_drift(5, 36_000), x1[5]);
+    }
+
+    #[test]
+    fn intent_and_drift_draw_from_streams_of_their_own() {
+        let run = |cfg: &SimConfig| {
+            let w = World::new(cfg, 11);
+            let mut s = Stream::new(&w, 20_000, 11);
+            std::iter::from_fn(|| s.next()).collect::<Vec<_>>()
+        };
+        let base = run(&small());
+        // In the market but with no effect and no targeting: the same rows.
+        let quiet = run(&SimConfig {
+            intent_rate_per_day: 0.5,
+            intent_effect: 0.0,
+            intent_targeting: 0.0,
+            ..small()
+        });
+        let same = |a: &Impression, b: &Impression| {
+            (a.time, a.user, a.ad, a.site, a.device, a.placement)
+                == (b.time, b.user, b.ad, b.site, b.device, b.placement)
+        };
+        assert!(base
+            .iter()
+            .zip(&quiet)
+            .all(|(a, b)| same(a, b) && a.z == b.z));
+        // Drift moves the logits only.
+        let drift = run(&SimConfig {
+            ad_drift_sd: 0.3,
+            ..small()
+        });
+        assert!(base.iter().zip(&drift).all(|(a, b)| same(a, b)));
+        let moved = base.iter().zip(&drift).filter(|(a, b)| a.z != b.z).count();
+        assert_eq!(moved, base.len());
+        // Targeting shows in-market users their category's ads.
+        let cfg = SimConfig {
+            intent_rate_per_day: 0.5,
+            intent_targeting: 0.5,
+            ..small()
+        };
+        let w = World::new(&cfg, 11);
+        let mut s = Stream::new(&w, 20_000, 11);
+        let (mut hits, mut in_market) = (0, 0);
+        while let Some(imp) = s.next() {
+            if let Some(c) = s.intent(imp.user as usize, (imp.time - s.start) as u32) {
+                in_market += 1;
+                hits += (w.ad_category[imp.ad as usize] == c) as usize;
+            }
+        }
+        let share = hits as f64 / in_market as f64;
+        // Half targeted, plus the chance draws and the retargeted rows.
+        assert!(share > 0.4, "{share} of {in_market}");
     }
 
     #[test]
