@@ -9,11 +9,14 @@
 #   PARALLEL=4 THREADS=4 DEVICE=cuda bench/sim_sweep.sh bench/sweeps/deep_1m.txt
 #
 # Sweep file: `label experiments/x.toml [--set key=value ...]` per line (values
-# without spaces), `#` starts a comment. ROWS (default 1000000), PARALLEL runs
-# at a time (default 1), DEVICE and THREADS for every run (default: the
-# experiment's), CTR_DL the binary. Data and runs go under
-# $BENCH_DIR/sweep-<rows> (default /tmp/ctr-dl-bench); the encoded caches are
-# built one at a time before any run starts, so parallel runs never race on one.
+# without spaces), `#` starts a comment; a LightGBM experiment
+# (experiments/lightgbm.toml) is a variant like any other. ROWS (default
+# 1000000), PARALLEL runs at a time (default 1), DEVICE and THREADS for every
+# run (default: the experiment's; THREADS is LightGBM's threads too),
+# SIM_CONFIG a simulator config instead of the defaults, CTR_DL the binary.
+# Data and runs go under $BENCH_DIR/sweep-<rows> (default /tmp/ctr-dl-bench);
+# the encoded caches are built one at a time before any run starts, so
+# parallel runs never race on one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 file=${1:?usage: bench/sim_sweep.sh SWEEP_FILE}
@@ -22,13 +25,27 @@ parallel=${PARALLEL:-1}
 bin=${CTR_DL:-target/release/ctr-dl}
 base=${BENCH_DIR:-/tmp/ctr-dl-bench}
 data=$base/sim-$rows
+sim_args=()
+if [ -n "${SIM_CONFIG:-}" ]; then
+  data=$data-$(basename "$SIM_CONFIG" .toml)
+  sim_args=(--config "$SIM_CONFIG")
+fi
 out=$base/sweep-$rows/$(basename "$file" .txt)-$(date -u +%Y%m%d-%H%M%S)
 [ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
-[ -f "$data/dataset.json" ] || $bin simulate --rows "$rows" --out "$data" --overwrite --quiet >/dev/null
+[ -f "$data/dataset.json" ] ||
+  $bin simulate --rows "$rows" --out "$data" "${sim_args[@]}" --overwrite --quiet >/dev/null
 mkdir -p "$out/logs"
 common=(--set "data.path=\"$data\"" --set "output.runs=\"$out/runs\"" --set "output.checkpoints=\"$out/checkpoints\"")
-[ -n "${DEVICE:-}" ] && common+=(--set "train.device=\"$DEVICE\"")
-[ -n "${THREADS:-}" ] && common+=(--set "train.threads=$THREADS")
+# Settings of the trainer, or of LightGBM, for a variant's experiment file.
+settings() {
+  if grep -q '^\[lightgbm\]' "$1"; then
+    [ -n "${THREADS:-}" ] && echo "--set lightgbm.threads=$THREADS"
+  else
+    [ -n "${DEVICE:-}" ] && echo "--set train.device=\"$DEVICE\""
+    [ -n "${THREADS:-}" ] && echo "--set train.threads=$THREADS"
+  fi
+  true
+}
 
 labels=() lines=()
 while read -r line; do
@@ -48,7 +65,9 @@ for i in "${!labels[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
   read -ra args <<<"${lines[$i]}"
   echo "== ${labels[$i]}: ${lines[$i]}"
-  $bin train --config "${args[0]}" "${args[@]:1}" "${common[@]}" --run "${labels[$i]}" --quiet \
+  # shellcheck disable=SC2046
+  $bin train --config "${args[0]}" "${args[@]:1}" "${common[@]}" $(settings "${args[0]}") \
+    --run "${labels[$i]}" --quiet \
     >"$out/logs/${labels[$i]}.log" 2>&1 &
 done
 wait || true
