@@ -543,6 +543,17 @@ impl<'w> Stream<'w> {
             left -= 1;
         }
         let m = w.cfg.memory;
+        // Per-user intent and per-ad drift state only when they are on.
+        let intent_users = if w.cfg.intent_rate_per_day > 0.0 {
+            w.cfg.users
+        } else {
+            0
+        };
+        let drift_ads = if w.cfg.ad_drift_sd > 0.0 {
+            w.cfg.ads
+        } else {
+            0
+        };
         Stream {
             w,
             rng: Rng::derive(seed, "impressions"),
@@ -556,39 +567,11 @@ impl<'w> Stream<'w> {
             mem_t: vec![0; w.cfg.users * m],
             start,
             decay_per_sec: std::f64::consts::LN_2 / (w.cfg.fatigue_half_life_hours * 3600.0),
-            intent_cat: vec![
-                UNSET;
-                if w.cfg.intent_rate_per_day > 0.0 {
-                    w.cfg.users
-                } else {
-                    0
-                }
-            ],
-            intent_change: vec![
-                0;
-                if w.cfg.intent_rate_per_day > 0.0 {
-                    w.cfg.users
-                } else {
-                    0
-                }
-            ],
+            intent_cat: vec![UNSET; intent_users],
+            intent_change: vec![0; intent_users],
             intent_rng: Rng::derive(seed, "intent"),
-            drift: vec![
-                0.0;
-                if w.cfg.ad_drift_sd > 0.0 {
-                    w.cfg.ads
-                } else {
-                    0
-                }
-            ],
-            drift_t: vec![
-                u32::MAX;
-                if w.cfg.ad_drift_sd > 0.0 {
-                    w.cfg.ads
-                } else {
-                    0
-                }
-            ],
+            drift: vec![0.0; drift_ads],
+            drift_t: vec![u32::MAX; drift_ads],
             drift_rng: Rng::derive(seed, "ad-drift"),
         }
     }
@@ -630,30 +613,30 @@ impl<'w> Stream<'w> {
         let off = 86_400.0 / cfg.intent_rate_per_day;
         let cats = cfg.ad_categories as u64;
         let rng = &mut self.intent_rng;
-        let wait = |rng: &mut Rng, mean: f64| {
-            (-(1.0 - rng.uniform()).ln() * mean)
-                .ceil()
-                .min(u32::MAX as f64) as u32
+        // The next episode after one of `cat` (or a first one, in the
+        // stationary mix): its category and its length (s, at least 1).
+        let next = |rng: &mut Rng, cat: u16| {
+            let enter = match cat {
+                UNSET => rng.bernoulli(on / (on + off)),
+                c => c == NOT_IN_MARKET,
+            };
+            let (cat, mean) = if enter {
+                (rng.below(cats) as u16, on)
+            } else {
+                (NOT_IN_MARKET, off)
+            };
+            let len = (-(1.0 - rng.uniform()).ln() * mean).ceil();
+            (cat, len.clamp(1.0, u32::MAX as f64) as u32)
         };
         if self.intent_cat[user] == UNSET {
-            let in_market = rng.bernoulli(on / (on + off));
-            let (cat, mean) = if in_market {
-                (rng.below(cats) as u16, on)
-            } else {
-                (NOT_IN_MARKET, off)
-            };
+            let (cat, len) = next(rng, UNSET);
             self.intent_cat[user] = cat;
-            self.intent_change[user] = rel.saturating_add(wait(rng, mean));
+            self.intent_change[user] = rel.saturating_add(len);
         }
         while self.intent_change[user] <= rel {
-            let (cat, mean) = if self.intent_cat[user] == NOT_IN_MARKET {
-                (rng.below(cats) as u16, on)
-            } else {
-                (NOT_IN_MARKET, off)
-            };
+            let (cat, len) = next(rng, self.intent_cat[user]);
             self.intent_cat[user] = cat;
-            self.intent_change[user] =
-                self.intent_change[user].saturating_add(wait(rng, mean).max(1));
+            self.intent_change[user] = self.intent_change[user].saturating_add(len);
         }
         (self.intent_cat[user] != NOT_IN_MARKET).then_some(self.intent_cat[user])
     }
