@@ -141,6 +141,53 @@ fn exported_module_matches_the_trained_model_in_rust_and_python() {
     assert!(worst(&py) <= TOLERANCE, "torch.jit.load: {}", worst(&py));
 }
 
+/// Every model traces into a module that works at any batch size: export's
+/// own check compares it with the trained model at batch 1 and batch 1000.
+/// A target-encoded input gives the models a dense input too.
+#[test]
+fn every_model_exports_a_module_for_any_batch_size() {
+    let _turn = lock();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    simulate_small(&data, 12_000, 32);
+    for model in [
+        "lr",
+        "fm",
+        "wide_deep",
+        "dcn",
+        "dcnv2",
+        "xdeepfm",
+        "autoint",
+        "finalmlp",
+    ] {
+        let cfg = experiment(
+            d.path(),
+            &data,
+            model,
+            &[
+                "train.max_steps=10",
+                // A dense input, which CIN and attention see as a field.
+                r#"features.target_encoding.columns=["ad_id"]"#,
+                "model.mlp2=[16]",
+                "model.fusion_heads=4",
+            ],
+        );
+        let report = train(&cfg, &quiet(model)).unwrap();
+        let bundle = export(&ExportOptions {
+            models_root: d.path().join("models"),
+            ..ExportOptions::new(&report.run_dir)
+        })
+        .unwrap_or_else(|e| panic!("{model}: {e}"));
+        let meta: BundleMetadata = serde_json::from_str(
+            &std::fs::read_to_string(bundle.out.join("metadata.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(meta.model, model);
+        assert!(meta.check.max_abs_diff_batch1 <= TOLERANCE, "{model}");
+        assert!(meta.check.max_abs_diff_batch_n <= TOLERANCE, "{model}");
+    }
+}
+
 #[test]
 fn bad_runs_and_existing_bundles_are_refused_and_nothing_is_left() {
     let d = tempfile::tempdir().unwrap();

@@ -22,8 +22,23 @@ fn every_model_learns_and_writes_its_run() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("sim");
     simulate_small(&data, 40_000, 11);
-    for model in ["lr", "fm", "wide_deep", "deepfm", "dcn", "dcnv2"] {
-        let cfg = config(d.path(), &data, model, &[]);
+    for model in [
+        "lr",
+        "fm",
+        "wide_deep",
+        "deepfm",
+        "dcn",
+        "dcnv2",
+        "xdeepfm",
+        "autoint",
+        "finalmlp",
+    ] {
+        // FinalMLP's fusion heads divide both streams (16 and 32 wide here).
+        let extra: &[&str] = match model {
+            "finalmlp" => &["model.mlp2=[32]", "model.fusion_heads=4"],
+            _ => &[],
+        };
+        let cfg = config(d.path(), &data, model, extra);
         let r = train(&cfg, &quiet(model)).unwrap();
         let test = r.metrics.test.clone().unwrap();
         let auc = test.auc.unwrap();
@@ -71,7 +86,9 @@ fn every_model_learns_and_writes_its_run() {
     }
 }
 
-/// DCNv2's low-rank mixture and stacked structure, batch norm and dropout build and train.
+/// DCNv2's low-rank mixture and stacked structure, batch norm and dropout,
+/// xDeepFM and AutoInt without their MLPs, FinalMLP's uneven streams: each
+/// builds and trains.
 #[test]
 fn model_options_train() {
     let _turn = lock();
@@ -89,10 +106,27 @@ fn model_options_train() {
         ),
         ("bn", vec!["model.batch_norm=true", "model.dropout=0.2"]),
         ("crossonly", vec!["model.mlp=[]"]),
+        // LR plus CIN alone; AutoInt without the MLP (not AutoInt+).
+        ("cinonly", vec!["model.mlp=[]", "model.cin=[8,8,8]"]),
+        ("attonly", vec!["model.mlp=[]", "model.attention_layers=1"]),
+        (
+            "finalmlp",
+            vec![
+                "model.mlp=[64,32]",
+                "model.mlp2=[48]",
+                "model.fusion_heads=8",
+            ],
+        ),
     ] {
         let mut sets = sets.clone();
         sets.push("train.epochs=1");
-        let kind = if name == "bn" { "deepfm" } else { "dcnv2" };
+        let kind = match name {
+            "bn" => "deepfm",
+            "cinonly" => "xdeepfm",
+            "attonly" => "autoint",
+            "finalmlp" => "finalmlp",
+            _ => "dcnv2",
+        };
         let cfg = config(d.path(), &data, kind, &sets);
         let r = train(&cfg, &quiet(name)).unwrap();
         assert!(r.metrics.test.unwrap().auc.unwrap() > 0.55, "{name}");
@@ -168,7 +202,7 @@ fn early_stopping_and_learning_rate_decay() {
     assert!((m.valid.as_ref().unwrap().logloss - best.valid.logloss).abs() < 1e-9);
 }
 
-/// Every experiment shipped in experiments/ parses and validates: the six
+/// Every experiment shipped in experiments/ parses and validates: the nine
 /// models and LightGBM for the simulator, Criteo and Avazu.
 #[test]
 fn shipped_experiments_are_valid() {
@@ -195,5 +229,5 @@ fn shipped_experiments_are_valid() {
             deep += 1;
         }
     }
-    assert_eq!((deep, gbdt), (18, 3));
+    assert_eq!((deep, gbdt), (27, 3));
 }

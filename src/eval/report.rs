@@ -30,13 +30,16 @@ use crate::features::config::TimePart;
 use crate::features::map::{CatTransform, Encoded};
 
 /// Model kinds the report knows (`run.json`'s `model`).
-pub const KNOWN_MODELS: [&str; 7] = [
+pub const KNOWN_MODELS: [&str; 10] = [
     "lr",
     "fm",
     "wide_deep",
     "deepfm",
     "dcn",
     "dcnv2",
+    "xdeepfm",
+    "autoint",
+    "finalmlp",
     "lightgbm",
 ];
 

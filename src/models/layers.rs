@@ -290,6 +290,154 @@ impl CrossMixLayer {
     }
 }
 
+/// Dense inputs as fields for the models that work on field vectors (CIN,
+/// self-attention): input `d` becomes `x_d * v_d`, a learned `K`-vector
+/// scaled by the value (AutoInt's numeric embedding).
+#[derive(Debug)]
+pub struct DenseFields {
+    v: Option<Tensor>,
+}
+
+impl DenseFields {
+    pub fn for_model(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
+        DenseFields {
+            v: (shape.num_dense > 0).then(|| {
+                vs.var(
+                    "v",
+                    &[shape.num_dense, cfg.embedding_dim],
+                    Init::Randn {
+                        mean: 0.0,
+                        stdev: cfg.embedding_init_std,
+                    },
+                )
+            }),
+        }
+    }
+
+    /// The number of field vectors [`DenseFields::append`] gives.
+    pub fn fields(shape: InputShape) -> i64 {
+        shape.num_fields + shape.num_dense
+    }
+
+    /// # Shapes
+    /// `emb [B, F, K]`, `dense [B, D]` -> `[B, F + D, K]`.
+    pub fn append(&self, emb: &Tensor, dense: &Tensor) -> Tensor {
+        match &self.v {
+            None => emb.shallow_clone(),
+            Some(v) => Tensor::cat(&[emb.shallow_clone(), dense.unsqueeze(-1) * v], 1),
+        }
+    }
+}
+
+/// xDeepFM's compressed interaction network. Layer `k` takes the outer
+/// product of its input's `H_{k-1}` feature maps with the `m` fields, per
+/// embedding dimension, and compresses the `H_{k-1} * m` products to `H_k`
+/// maps (a 1x1 convolution, no activation: the paper's and FuxiCTR's
+/// choice); each layer's maps are summed over the embedding dimension, and
+/// the sums of all layers are the output.
+#[derive(Debug)]
+pub struct Cin {
+    layers: Vec<(Tensor, Tensor)>, // ([H_k, H_{k-1} * m], [H_k])
+    fields: i64,
+    pub out_dim: i64,
+}
+
+impl Cin {
+    pub fn new(vs: &nn::Path, fields: i64, maps: &[i64]) -> Self {
+        let mut layers = Vec::new();
+        let mut prev = fields;
+        for (i, &h) in maps.iter().enumerate() {
+            let fan_in = prev * fields;
+            let bound = (1.0 / fan_in as f64).sqrt();
+            let w = vs.var(
+                &format!("w{i}"),
+                &[h, fan_in],
+                Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            );
+            layers.push((w, vs.zeros(&format!("b{i}"), &[h])));
+            prev = h;
+        }
+        Cin {
+            layers,
+            fields,
+            out_dim: maps.iter().sum(),
+        }
+    }
+
+    /// # Shapes
+    /// `x0 [B, m, K]` -> `[B, sum_k H_k]`.
+    pub fn forward(&self, x0: &Tensor) -> Tensor {
+        let k = x0.size()[2];
+        let mut x = x0.shallow_clone();
+        let mut pooled = Vec::with_capacity(self.layers.len());
+        for (w, b) in &self.layers {
+            let h = x.size()[1];
+            // [B, H, 1, K] * [B, 1, m, K] -> [B, H*m, K]
+            let z = (x.unsqueeze(2) * x0.unsqueeze(1)).view([-1, h * self.fields, k]);
+            x = w.matmul(&z) + b.view([-1, 1]); // [B, H_k, K]
+            pooled.push(x.sum_dim_intlist(&[2i64][..], false, Kind::Float));
+        }
+        Tensor::cat(&pooled, 1)
+    }
+}
+
+/// AutoInt's interacting layer: multi-head scaled dot-product self-attention
+/// over the field vectors, with a residual projection and a ReLU.
+#[derive(Debug)]
+pub struct SelfAttention {
+    q: nn::Linear,
+    k: nn::Linear,
+    v: nn::Linear,
+    residual: nn::Linear,
+    heads: i64,
+    head_dim: i64,
+}
+
+impl SelfAttention {
+    pub fn new(vs: &nn::Path, in_dim: i64, heads: i64, head_dim: i64) -> Self {
+        let no_bias = nn::LinearConfig {
+            bias: false,
+            ..Default::default()
+        };
+        let lin = |name: &str| nn::linear(vs / name, in_dim, heads * head_dim, no_bias);
+        SelfAttention {
+            q: lin("q"),
+            k: lin("k"),
+            v: lin("v"),
+            residual: lin("residual"),
+            heads,
+            head_dim,
+        }
+    }
+
+    /// The width of each field's output vector.
+    pub fn out_dim(&self) -> i64 {
+        self.heads * self.head_dim
+    }
+
+    /// # Shapes
+    /// `x [B, m, d]` -> `[B, m, heads * head_dim]`.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let m = x.size()[1];
+        let split = |t: Tensor| t.view([-1, m, self.heads, self.head_dim]).transpose(1, 2);
+        let (q, k, v) = (
+            split(self.q.forward(x)),
+            split(self.k.forward(x)),
+            split(self.v.forward(x)),
+        ); // [B, H, m, d_h]
+        let scores = q.matmul(&k.transpose(2, 3)) / (self.head_dim as f64).sqrt();
+        let att = scores.softmax(-1, Kind::Float).matmul(&v); // [B, H, m, d_h]
+        let out = att
+            .transpose(1, 2)
+            .contiguous()
+            .view([-1, m, self.out_dim()]);
+        (out + self.residual.forward(x)).relu()
+    }
+}
+
 /// A linear map to one logit, its bias starting at `bias`.
 pub fn head(vs: &nn::Path, in_dim: i64, bias: f64) -> nn::Linear {
     let bound = 1.0 / (in_dim.max(1) as f64).sqrt();
@@ -318,6 +466,50 @@ mod tests {
         // <e0,e1> + <e0,e2> + <e1,e2> = (3+8) + (5+12) + (15+24) = 67
         let got = fm_interaction(&emb).double_value(&[0]);
         assert!((got - 67.0).abs() < 1e-6, "{got}");
+    }
+
+    #[test]
+    fn cin_layer_matches_its_formula() {
+        // One layer of one map over m = 2 fields, K = 2:
+        // x1 = sum_k sum_{h,j} w[h*m + j] * x0[h][k] * x0[j][k] + b (b = 0).
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let cin = Cin::new(&vs.root(), 2, &[1]);
+        let x0 = Tensor::from_slice(&[1.0f32, 2.0, -1.0, 3.0]).view([1, 2, 2]);
+        let got = cin.forward(&x0);
+        assert_eq!(got.size(), [1, 1]);
+        let w: Vec<f32> = Vec::try_from(cin.layers[0].0.view([-1])).unwrap();
+        let x = [[1.0f32, 2.0], [-1.0, 3.0]];
+        let want: f32 = (0..2)
+            .map(|k| {
+                let mut s = 0.0;
+                for h in 0..2 {
+                    for j in 0..2 {
+                        s += w[h * 2 + j] * x[h][k] * x[j][k];
+                    }
+                }
+                s
+            })
+            .sum();
+        assert!((got.double_value(&[0, 0]) - want as f64).abs() < 1e-5);
+    }
+
+    #[test]
+    fn self_attention_mixes_fields_and_keeps_shapes() {
+        tch::manual_seed(7);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let layer = SelfAttention::new(&vs.root(), 4, 2, 3);
+        let x = Tensor::randn([5, 7, 4], (Kind::Float, tch::Device::Cpu));
+        let y = layer.forward(&x);
+        assert_eq!(y.size(), [5, 7, 6]);
+        // Changing field 0 changes every field's output through attention.
+        let x2 = x.copy();
+        let _ = x2.get(0).get(0).fill_(5.0);
+        let y2 = layer.forward(&x2);
+        let moved = (y2.get(0).get(3) - y.get(0).get(3)).abs().sum(Kind::Float);
+        assert!(moved.double_value(&[]) > 0.0);
+        // Other rows of the batch are untouched.
+        let same = (y2.get(1) - y.get(1)).abs().sum(Kind::Float);
+        assert_eq!(same.double_value(&[]), 0.0);
     }
 
     #[test]

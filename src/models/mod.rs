@@ -5,13 +5,16 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
+pub mod autoint;
 pub mod dcn;
 pub mod dcnv2;
 pub mod deepfm;
+pub mod finalmlp;
 pub mod fm;
 pub mod layers;
 pub mod lr;
 pub mod wide_deep;
+pub mod xdeepfm;
 
 /// Which model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +33,15 @@ pub enum ModelKind {
     /// DCN-V2 (Wang et al. 2021): matrix cross layers, full-rank or a
     /// low-rank mixture of experts, parallel to or stacked with an MLP.
     Dcnv2,
+    /// xDeepFM (Lian et al. 2018): LR, a compressed interaction network and
+    /// an MLP, their logits added.
+    Xdeepfm,
+    /// AutoInt (Song et al. 2019): multi-head self-attention over the field
+    /// embeddings; AutoInt+ with an MLP beside it.
+    Autoint,
+    /// FinalMLP (Mao et al. 2023): two MLP streams over gated embeddings,
+    /// fused by a multi-head bilinear layer.
+    Finalmlp,
 }
 
 impl ModelKind {
@@ -41,6 +53,9 @@ impl ModelKind {
             ModelKind::Deepfm => "deepfm",
             ModelKind::Dcn => "dcn",
             ModelKind::Dcnv2 => "dcnv2",
+            ModelKind::Xdeepfm => "xdeepfm",
+            ModelKind::Autoint => "autoint",
+            ModelKind::Finalmlp => "finalmlp",
         }
     }
 }
@@ -89,6 +104,26 @@ pub struct ModelConfig {
     /// DCNv2: `parallel` (default) or `stacked`.
     #[serde(default)]
     pub structure: Structure,
+    /// xDeepFM: feature maps of each CIN layer (default [64, 64]).
+    #[serde(default = "default_cin")]
+    pub cin: Vec<i64>,
+    /// AutoInt: self-attention layers (default 3).
+    #[serde(default = "default_attention_layers")]
+    pub attention_layers: i64,
+    /// AutoInt: heads of each attention layer (default 2).
+    #[serde(default = "default_attention_heads")]
+    pub attention_heads: i64,
+    /// AutoInt: width of each head (default 32).
+    #[serde(default = "default_attention_dim")]
+    pub attention_dim: i64,
+    /// FinalMLP: hidden sizes of the second stream (default [400, 400, 400]);
+    /// the first is `mlp`.
+    #[serde(default = "default_mlp")]
+    pub mlp2: Vec<i64>,
+    /// FinalMLP: heads of the bilinear fusion (default 10); must divide both
+    /// streams' output sizes.
+    #[serde(default = "default_fusion_heads")]
+    pub fusion_heads: i64,
 }
 
 fn default_dim() -> i64 {
@@ -105,6 +140,21 @@ fn default_cross() -> i64 {
 }
 fn default_experts() -> i64 {
     4
+}
+fn default_cin() -> Vec<i64> {
+    vec![64, 64]
+}
+fn default_attention_layers() -> i64 {
+    3
+}
+fn default_attention_heads() -> i64 {
+    2
+}
+fn default_attention_dim() -> i64 {
+    32
+}
+fn default_fusion_heads() -> i64 {
+    10
 }
 
 impl ModelConfig {
@@ -123,6 +173,29 @@ impl ModelConfig {
         }
         if self.embedding_init_std.is_nan() || self.embedding_init_std <= 0.0 {
             return Err("model.embedding_init_std must be positive".into());
+        }
+        if self.cin.iter().chain(&self.mlp2).any(|&h| h <= 0) {
+            return Err("model.cin and model.mlp2 sizes must be positive".into());
+        }
+        if self.attention_layers < 0 || self.attention_heads <= 0 || self.attention_dim <= 0 {
+            return Err(
+                "model.attention_layers must be >= 0, attention_heads and attention_dim > 0".into(),
+            );
+        }
+        if self.kind == ModelKind::Xdeepfm && self.cin.is_empty() {
+            return Err("model.cin: xdeepfm needs at least one CIN layer".into());
+        }
+        if self.kind == ModelKind::Finalmlp {
+            let (a, b) = (self.mlp.last(), self.mlp2.last());
+            let (Some(&a), Some(&b)) = (a, b) else {
+                return Err("model.mlp and model.mlp2: finalmlp needs both streams".into());
+            };
+            if self.fusion_heads <= 0 || a % self.fusion_heads != 0 || b % self.fusion_heads != 0 {
+                return Err(format!(
+                    "model.fusion_heads = {} must divide both streams' output sizes ({a} and {b})",
+                    self.fusion_heads
+                ));
+            }
         }
         Ok(())
     }
@@ -165,6 +238,9 @@ pub fn build(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Box<dyn Ctr
         ModelKind::Deepfm => Box::new(deepfm::DeepFm::new(vs, cfg, shape)),
         ModelKind::Dcn => Box::new(dcn::Dcn::new(vs, cfg, shape)),
         ModelKind::Dcnv2 => Box::new(dcnv2::DcnV2::new(vs, cfg, shape)),
+        ModelKind::Xdeepfm => Box::new(xdeepfm::XDeepFm::new(vs, cfg, shape)),
+        ModelKind::Autoint => Box::new(autoint::AutoInt::new(vs, cfg, shape)),
+        ModelKind::Finalmlp => Box::new(finalmlp::FinalMlp::new(vs, cfg, shape)),
     }
 }
 

@@ -128,8 +128,19 @@ fn deep_settings(cfg: &ExperimentConfig) -> String {
     if !matches!(md.kind, ModelKind::Lr | ModelKind::Fm) {
         settings += &format!(" mlp {:?}", md.mlp);
     }
-    if matches!(md.kind, ModelKind::Dcn | ModelKind::Dcnv2) {
-        settings += &format!(" cross {}", md.cross_layers);
+    match md.kind {
+        ModelKind::Dcn | ModelKind::Dcnv2 => settings += &format!(" cross {}", md.cross_layers),
+        ModelKind::Xdeepfm => settings += &format!(" cin {:?}", md.cin),
+        ModelKind::Autoint => {
+            settings += &format!(
+                " attention {}x{}x{}",
+                md.attention_layers, md.attention_heads, md.attention_dim
+            )
+        }
+        ModelKind::Finalmlp => {
+            settings += &format!(" mlp2 {:?} heads {}", md.mlp2, md.fusion_heads)
+        }
+        _ => {}
     }
     settings + &format!(" lr {:e} bs {}", cfg.train.lr, cfg.train.batch_size)
 }

@@ -1,0 +1,120 @@
+//! FinalMLP: two MLP streams (`mlp` and `mlp2`) over the flattened
+//! embeddings, each input first scaled by a learned feature gate of its own,
+//! and a multi-head bilinear fusion of the two streams' outputs into one
+//! logit: `w1.o1 + w2.o2 + sum_h o1_h^T W_h o2_h + b`.
+use tch::nn::{self, Init, Module};
+use tch::{Kind, Tensor};
+
+use super::layers::{head, EmbeddingTable, Mlp, MlpConfig};
+use super::{deep_input, CtrModel, InputShape, ModelConfig};
+
+/// Hidden units of each feature gate's MLP (FuxiCTR's default).
+const GATE_HIDDEN: i64 = 64;
+
+/// Feature selection without context fields: `2 * sigmoid(MLP(c))` of a
+/// learned vector `c`, one weight per input in (0, 2), starting at 1.
+#[derive(Debug)]
+struct FeatureGate {
+    ctx: Tensor,
+    mlp: Mlp,
+    out: nn::Linear,
+}
+
+impl FeatureGate {
+    fn new(vs: &nn::Path, ctx_dim: i64, in_dim: i64) -> Self {
+        let mlp = Mlp::new(
+            &(vs / "mlp"),
+            ctx_dim,
+            &MlpConfig {
+                hidden: vec![GATE_HIDDEN],
+                dropout: 0.0,
+                batch_norm: false,
+            },
+        );
+        FeatureGate {
+            ctx: vs.zeros("ctx", &[1, ctx_dim]),
+            // Zero weights and bias: every gate starts at 2 * sigmoid(0) = 1.
+            out: nn::linear(
+                vs / "out",
+                mlp.out_dim,
+                in_dim,
+                nn::LinearConfig {
+                    ws_init: Init::Const(0.0),
+                    bs_init: Some(Init::Const(0.0)),
+                    bias: true,
+                },
+            ),
+            mlp,
+        }
+    }
+
+    /// `[1, in_dim]` weights.
+    fn forward(&self) -> Tensor {
+        self.out
+            .forward(&self.mlp.forward_t(&self.ctx, false))
+            .sigmoid()
+            * 2.0
+    }
+}
+
+#[derive(Debug)]
+pub struct FinalMlp {
+    embedding: EmbeddingTable,
+    gates: [FeatureGate; 2],
+    streams: [Mlp; 2],
+    w1: nn::Linear,
+    w2: nn::Linear,
+    bilinear: Tensor, // [heads, d1 / heads, d2 / heads]
+    heads: i64,
+}
+
+impl FinalMlp {
+    pub fn new(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
+        let in_dim = shape.num_fields * cfg.embedding_dim + shape.num_dense;
+        let mlp2 = MlpConfig {
+            hidden: cfg.mlp2.clone(),
+            ..cfg.mlp_config()
+        };
+        let s1 = Mlp::new(&(vs / "mlp"), in_dim, &cfg.mlp_config());
+        let s2 = Mlp::new(&(vs / "mlp2"), in_dim, &mlp2);
+        let heads = cfg.fusion_heads;
+        let (h1, h2) = (s1.out_dim / heads, s2.out_dim / heads);
+        let std = (2.0 / (h1 + h2) as f64).sqrt();
+        FinalMlp {
+            embedding: EmbeddingTable::for_model(&(vs / "embedding"), cfg, shape),
+            gates: [
+                FeatureGate::new(&(vs / "gate1"), cfg.embedding_dim, in_dim),
+                FeatureGate::new(&(vs / "gate2"), cfg.embedding_dim, in_dim),
+            ],
+            w1: head(&(vs / "w1"), s1.out_dim, shape.prior_logit),
+            w2: head(&(vs / "w2"), s2.out_dim, 0.0),
+            bilinear: vs.var(
+                "bilinear",
+                &[heads, h1, h2],
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: std,
+                },
+            ),
+            streams: [s1, s2],
+            heads,
+        }
+    }
+}
+
+impl CtrModel for FinalMlp {
+    fn forward_t(&self, ids: &Tensor, dense: &Tensor, train: bool) -> Tensor {
+        let x = deep_input(&self.embedding.forward(ids), dense);
+        let o1 = self.streams[0].forward_t(&(&x * self.gates[0].forward()), train);
+        let o2 = self.streams[1].forward_t(&(&x * self.gates[1].forward()), train);
+        let (d1, d2) = (o1.size()[1] / self.heads, o2.size()[1] / self.heads);
+        // [B, h, 1, d1] x [h, d1, d2] -> [B, h, 1, d2]; . [B, h, d2, 1] -> [B, h, 1, 1]
+        let a = o1.view([-1, self.heads, 1, d1]).matmul(&self.bilinear);
+        let xy = a.matmul(&o2.view([-1, self.heads, d2, 1])).sum_dim_intlist(
+            &[1i64, 2, 3][..],
+            false,
+            Kind::Float,
+        );
+        (self.w1.forward(&o1) + self.w2.forward(&o2)).squeeze_dim(-1) + xy
+    }
+}
