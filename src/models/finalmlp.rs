@@ -65,7 +65,6 @@ pub struct FinalMlp {
     w1: nn::Linear,
     w2: nn::Linear,
     bilinear: Tensor, // [heads, d1 / heads, d2 / heads]
-    heads: i64,
 }
 
 impl FinalMlp {
@@ -97,7 +96,6 @@ impl FinalMlp {
                 },
             ),
             streams: [s1, s2],
-            heads,
         }
     }
 }
@@ -107,14 +105,48 @@ impl CtrModel for FinalMlp {
         let x = deep_input(&self.embedding.forward(ids), dense);
         let o1 = self.streams[0].forward_t(&(&x * self.gates[0].forward()), train);
         let o2 = self.streams[1].forward_t(&(&x * self.gates[1].forward()), train);
-        let (d1, d2) = (o1.size()[1] / self.heads, o2.size()[1] / self.heads);
-        // [B, h, 1, d1] x [h, d1, d2] -> [B, h, 1, d2]; . [B, h, d2, 1] -> [B, h, 1, 1]
-        let a = o1.view([-1, self.heads, 1, d1]).matmul(&self.bilinear);
-        let xy = a.matmul(&o2.view([-1, self.heads, d2, 1])).sum_dim_intlist(
-            &[1i64, 2, 3][..],
-            false,
-            Kind::Float,
-        );
+        let xy = bilinear(&o1, &o2, &self.bilinear);
         (self.w1.forward(&o1) + self.w2.forward(&o2)).squeeze_dim(-1) + xy
+    }
+}
+
+/// `sum_h o1_h^T W_h o2_h`, the heads being equal slices of `o1` and `o2`.
+///
+/// # Shapes
+/// `o1 [B, h * d1]`, `o2 [B, h * d2]`, `w [h, d1, d2]` -> `[B]`.
+fn bilinear(o1: &Tensor, o2: &Tensor, w: &Tensor) -> Tensor {
+    let (h, d1, d2) = (w.size()[0], w.size()[1], w.size()[2]);
+    // Heads first, so the map is one batched product per head (not a
+    // broadcast, whose backward builds a `[B, h, d1, d2]` gradient):
+    // [h, B, d1] x [h, d1, d2] -> [h, B, d2], times [h, B, d2], summed.
+    let heads = |o: &Tensor, d: i64| o.view([-1, h, d]).transpose(0, 1);
+    (heads(o1, d1).bmm(w) * heads(o2, d2)).sum_dim_intlist(&[0i64, 2][..], false, Kind::Float)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bilinear_fusion_matches_its_formula() {
+        tch::manual_seed(3);
+        let (b, h, d1, d2) = (3, 2, 3, 4);
+        let o1 = Tensor::randn([b, h * d1], (Kind::Float, tch::Device::Cpu));
+        let o2 = Tensor::randn([b, h * d2], (Kind::Float, tch::Device::Cpu));
+        let w = Tensor::randn([h, d1, d2], (Kind::Float, tch::Device::Cpu));
+        let got = bilinear(&o1, &o2, &w);
+        for r in 0..b {
+            let mut want = 0.0;
+            for head in 0..h {
+                for i in 0..d1 {
+                    for j in 0..d2 {
+                        want += o1.double_value(&[r, head * d1 + i])
+                            * w.double_value(&[head, i, j])
+                            * o2.double_value(&[r, head * d2 + j]);
+                    }
+                }
+            }
+            assert!((got.double_value(&[r]) - want).abs() < 1e-4, "row {r}");
+        }
     }
 }

@@ -370,15 +370,19 @@ impl Cin {
     /// # Shapes
     /// `x0 [B, m, K]` -> `[B, sum_k H_k]`.
     pub fn forward(&self, x0: &Tensor) -> Tensor {
-        let k = x0.size()[2];
+        // Embedding dimension second, so each compression is one 2-D matrix
+        // product over `B * K` rows (a broadcast batched product's backward
+        // would build a `[B, H_k, H * m]` gradient per step).
+        let x0 = x0.transpose(1, 2).contiguous(); // [B, K, m]
+        let k = x0.size()[1];
         let mut x = x0.shallow_clone();
         let mut pooled = Vec::with_capacity(self.layers.len());
         for (w, b) in &self.layers {
-            let h = x.size()[1];
-            // [B, H, 1, K] * [B, 1, m, K] -> [B, H*m, K]
-            let z = (x.unsqueeze(2) * x0.unsqueeze(1)).view([-1, h * self.fields, k]);
-            x = w.matmul(&z) + b.view([-1, 1]); // [B, H_k, K]
-            pooled.push(x.sum_dim_intlist(&[2i64][..], false, Kind::Float));
+            let h = x.size()[2];
+            // [B, K, H, 1] * [B, K, 1, m] -> [B * K, H * m]
+            let z = (x.unsqueeze(3) * x0.unsqueeze(2)).view([-1, h * self.fields]);
+            x = (z.matmul(&w.tr()) + b).view([-1, k, w.size()[0]]); // [B, K, H_k]
+            pooled.push(x.sum_dim_intlist(&[1i64][..], false, Kind::Float));
         }
         Tensor::cat(&pooled, 1)
     }
