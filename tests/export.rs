@@ -9,6 +9,7 @@ use std::process::Command;
 use common::{experiment, lock, quiet, simulate_small, venv_python};
 use ctr_dl::data::writer::Split;
 use ctr_dl::features::cache::{Loader, LoaderOptions};
+use ctr_dl::models::ModelKind;
 use ctr_dl::serve::export::{BundleMetadata, TOLERANCE};
 use ctr_dl::serve::{export, ExportOptions};
 use ctr_dl::train::{load_run, train};
@@ -150,16 +151,12 @@ fn every_model_exports_a_module_for_any_batch_size() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("sim");
     simulate_small(&data, 12_000, 32);
-    for model in [
-        "lr",
-        "fm",
-        "wide_deep",
-        "dcn",
-        "dcnv2",
-        "xdeepfm",
-        "autoint",
-        "finalmlp",
-    ] {
+    // DeepFM has the test above.
+    for model in ModelKind::ALL
+        .map(ModelKind::name)
+        .into_iter()
+        .filter(|&m| m != "deepfm")
+    {
         let cfg = experiment(
             d.path(),
             &data,

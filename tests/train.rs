@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::{experiment as config, lock, quiet, simulate_small};
+use ctr_dl::models::ModelKind;
 use ctr_dl::train::trainer::RunMetrics;
 use ctr_dl::train::{resume, train, ExperimentConfig, TrainOptions};
 
@@ -22,17 +23,7 @@ fn every_model_learns_and_writes_its_run() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("sim");
     simulate_small(&data, 40_000, 11);
-    for model in [
-        "lr",
-        "fm",
-        "wide_deep",
-        "deepfm",
-        "dcn",
-        "dcnv2",
-        "xdeepfm",
-        "autoint",
-        "finalmlp",
-    ] {
+    for model in ModelKind::ALL.map(ModelKind::name) {
         // FinalMLP's fusion heads divide both streams (16 and 32 wide here).
         let extra: &[&str] = match model {
             "finalmlp" => &["model.mlp2=[32]", "model.fusion_heads=4"],

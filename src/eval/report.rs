@@ -29,19 +29,14 @@ use crate::error::{DataError, Result};
 use crate::features::config::TimePart;
 use crate::features::map::{CatTransform, Encoded};
 
-/// Model kinds the report knows (`run.json`'s `model`).
-pub const KNOWN_MODELS: [&str; 10] = [
-    "lr",
-    "fm",
-    "wide_deep",
-    "deepfm",
-    "dcn",
-    "dcnv2",
-    "xdeepfm",
-    "autoint",
-    "finalmlp",
-    "lightgbm",
-];
+/// Whether the report knows a model kind (`run.json`'s `model`): the deep
+/// models and LightGBM.
+fn known_model(kind: &str) -> bool {
+    kind == "lightgbm"
+        || crate::models::ModelKind::ALL
+            .iter()
+            .any(|k| k.name() == kind)
+}
 
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
@@ -324,12 +319,17 @@ fn check_run(dir: &Path) -> Result<String> {
         )));
     }
     let info: crate::train::trainer::RunInfo = crate::data::io::read_json(&dir.join("run.json"))?;
-    if !KNOWN_MODELS.contains(&info.model.as_str()) {
+    if !known_model(&info.model) {
+        let known: Vec<&str> = crate::models::ModelKind::ALL
+            .iter()
+            .map(|k| k.name())
+            .chain(["lightgbm"])
+            .collect();
         return Err(DataError::Invalid(format!(
             "{}: model kind `{}` is not one the report knows ({})",
             dir.display(),
             info.model,
-            KNOWN_MODELS.join(", ")
+            known.join(", ")
         )));
     }
     let m = run_metrics(dir).map_err(|e| {

@@ -45,6 +45,19 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    /// Every model, in the order of the docs.
+    pub const ALL: [ModelKind; 9] = [
+        ModelKind::Lr,
+        ModelKind::Fm,
+        ModelKind::WideDeep,
+        ModelKind::Deepfm,
+        ModelKind::Dcn,
+        ModelKind::Dcnv2,
+        ModelKind::Xdeepfm,
+        ModelKind::Autoint,
+        ModelKind::Finalmlp,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Lr => "lr",
