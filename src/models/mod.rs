@@ -267,3 +267,35 @@ pub(crate) fn deep_input(emb: &Tensor, dense: &Tensor) -> Tensor {
         flat
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(text: &str) -> ModelConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn new_models_settings_are_checked() {
+        let ok = model("kind = 'finalmlp'\nmlp = [40]\nmlp2 = [60]\nfusion_heads = 20");
+        assert!(ok.validate().is_ok());
+        let err = model("kind = 'finalmlp'\nmlp = [40]\nmlp2 = [60]\nfusion_heads = 3")
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.contains("fusion_heads = 3") && err.contains("40 and 60"),
+            "{err}"
+        );
+        let err = model("kind = 'finalmlp'\nmlp = []").validate().unwrap_err();
+        assert!(err.contains("both streams"), "{err}");
+        let err = model("kind = 'xdeepfm'\ncin = []").validate().unwrap_err();
+        assert!(err.contains("model.cin"), "{err}");
+        let err = model("kind = 'autoint'\nattention_heads = 0")
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("attention_heads"), "{err}");
+        // CIN settings mean nothing to other models and are not checked there.
+        assert!(model("kind = 'deepfm'\ncin = []").validate().is_ok());
+    }
+}
