@@ -41,7 +41,7 @@ impl AutoInt {
                 DenseFields::fields(shape) * d,
                 shape.prior_logit,
             ),
-            deep: (!cfg.mlp.is_empty()).then(|| DeepTower::for_model(vs, cfg, shape)),
+            deep: DeepTower::optional(vs, cfg, shape),
         }
     }
 }

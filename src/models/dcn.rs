@@ -18,7 +18,7 @@ pub struct Dcn {
 
 impl Dcn {
     pub fn new(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
-        let in_dim = shape.num_fields * cfg.embedding_dim + shape.num_dense;
+        let in_dim = shape.deep_dim(cfg);
         let cross = (0..cfg.cross_layers)
             .map(|i| CrossLayer::new(&(vs / "cross" / i), in_dim))
             .collect::<Vec<_>>();

@@ -25,7 +25,7 @@ pub struct DcnV2 {
 
 impl DcnV2 {
     pub fn new(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
-        let in_dim = shape.num_fields * cfg.embedding_dim + shape.num_dense;
+        let in_dim = shape.deep_dim(cfg);
         let cross = (0..cfg.cross_layers)
             .map(|i| {
                 let p = vs / "cross" / i;

@@ -69,7 +69,7 @@ pub struct FinalMlp {
 
 impl FinalMlp {
     pub fn new(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
-        let in_dim = shape.num_fields * cfg.embedding_dim + shape.num_dense;
+        let in_dim = shape.deep_dim(cfg);
         let mlp2 = MlpConfig {
             hidden: cfg.mlp2.clone(),
             ..cfg.mlp_config()

@@ -169,8 +169,8 @@ impl Mlp {
     }
 }
 
-/// The deep side of Wide&Deep and DeepFM: an MLP over the flattened
-/// embeddings and dense inputs, then a linear map to one logit.
+/// The deep side of Wide&Deep, DeepFM, xDeepFM and AutoInt+: an MLP over the
+/// flattened embeddings and dense inputs, then a linear map to one logit.
 #[derive(Debug)]
 pub struct DeepTower {
     mlp: Mlp,
@@ -179,12 +179,18 @@ pub struct DeepTower {
 
 impl DeepTower {
     pub fn for_model(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
-        let in_dim = shape.num_fields * cfg.embedding_dim + shape.num_dense;
+        let in_dim = shape.deep_dim(cfg);
         let mlp = Mlp::new(&(vs / "mlp"), in_dim, &cfg.mlp_config());
         DeepTower {
             out: head(&(vs / "head"), mlp.out_dim, 0.0),
             mlp,
         }
+    }
+
+    /// The model's deep tower, or none when `mlp = []` (xDeepFM and AutoInt,
+    /// where the MLP is optional).
+    pub fn optional(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Option<Self> {
+        (!cfg.mlp.is_empty()).then(|| Self::for_model(vs, cfg, shape))
     }
 
     /// # Shapes
@@ -338,7 +344,6 @@ impl DenseFields {
 #[derive(Debug)]
 pub struct Cin {
     layers: Vec<(Tensor, Tensor)>, // ([H_k, H_{k-1} * m], [H_k])
-    fields: i64,
     pub out_dim: i64,
 }
 
@@ -362,7 +367,6 @@ impl Cin {
         }
         Cin {
             layers,
-            fields,
             out_dim: maps.iter().sum(),
         }
     }
@@ -374,13 +378,13 @@ impl Cin {
         // product over `B * K` rows (a broadcast batched product's backward
         // would build a `[B, H_k, H * m]` gradient per step).
         let x0 = x0.transpose(1, 2).contiguous(); // [B, K, m]
-        let k = x0.size()[1];
+        let (k, m) = (x0.size()[1], x0.size()[2]);
         let mut x = x0.shallow_clone();
         let mut pooled = Vec::with_capacity(self.layers.len());
         for (w, b) in &self.layers {
             let h = x.size()[2];
             // [B, K, H, 1] * [B, K, 1, m] -> [B * K, H * m]
-            let z = (x.unsqueeze(3) * x0.unsqueeze(2)).view([-1, h * self.fields]);
+            let z = (x.unsqueeze(3) * x0.unsqueeze(2)).view([-1, h * m]);
             x = (z.matmul(&w.tr()) + b).view([-1, k, w.size()[0]]); // [B, K, H_k]
             pooled.push(x.sum_dim_intlist(&[1i64][..], false, Kind::Float));
         }

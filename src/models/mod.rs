@@ -235,6 +235,14 @@ pub struct InputShape {
     pub prior_logit: f64,
 }
 
+impl InputShape {
+    /// The width of [`deep_input`]: the flattened embeddings and the dense
+    /// inputs, `F*K + D`.
+    pub fn deep_dim(&self, cfg: &ModelConfig) -> i64 {
+        self.num_fields * cfg.embedding_dim + self.num_dense
+    }
+}
+
 /// A CTR model.
 pub trait CtrModel: Send {
     /// # Shapes

@@ -26,7 +26,7 @@ impl XDeepFm {
             dense_fields: DenseFields::for_model(&(vs / "dense_fields"), cfg, shape),
             cin_out: head(&(vs / "cin_head"), cin.out_dim, 0.0),
             cin,
-            deep: (!cfg.mlp.is_empty()).then(|| DeepTower::for_model(vs, cfg, shape)),
+            deep: DeepTower::optional(vs, cfg, shape),
         }
     }
 }
