@@ -193,6 +193,51 @@ fn early_stopping_and_learning_rate_decay() {
     assert!((m.valid.as_ref().unwrap().logloss - best.valid.logloss).abs() < 1e-9);
 }
 
+#[test]
+fn cosine_schedule_warms_up_and_anneals_to_zero() {
+    let _turn = lock();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    simulate_small(&data, 20_000, 15);
+    let cfg = config(
+        d.path(),
+        &data,
+        "deepfm",
+        &[
+            "train.lr=0.01",
+            "train.lr_schedule=cosine",
+            "train.warmup_steps=10",
+            "train.eval_every=5",
+            "train.lr_decay=1.0",
+            "train.patience=1000",
+        ],
+    );
+    let m = train(&cfg, &quiet("cos")).unwrap().metrics;
+    assert!(
+        !m.train.stopped_early && m.train.epochs == 2,
+        "{:?}",
+        m.train
+    );
+    let lrs: Vec<(u64, f64)> = m.evals.iter().map(|e| (e.step, e.lr)).collect();
+    // Each evaluation records the rate of the step after it.
+    let planned = m.train.steps as f64;
+    for &(step, lr) in &lrs {
+        let want = if step < 10 {
+            0.01 * (step + 1) as f64 / 10.0
+        } else {
+            let progress = (step - 10) as f64 / (planned - 10.0);
+            0.01 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        };
+        assert!(
+            (lr - want).abs() < 1e-12,
+            "step {step}: lr {lr}, want {want}"
+        );
+    }
+    assert!(lrs.windows(2).skip(1).all(|w| w[1].1 < w[0].1), "{lrs:?}");
+    assert_eq!(lrs.last().unwrap().0, m.train.steps);
+    assert!(lrs.last().unwrap().1 < 1e-12, "{lrs:?}");
+}
+
 /// Every experiment shipped in experiments/ parses and validates: the nine
 /// models and LightGBM for the simulator, Criteo and Avazu.
 #[test]

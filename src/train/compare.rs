@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::config::ExperimentConfig;
+use super::config::{ExperimentConfig, LrSchedule};
 use super::trainer::{RunInfo, RunMetrics};
 use crate::data::io::{read_json, write_json};
 use crate::data::writer::Split;
@@ -142,7 +142,12 @@ fn deep_settings(cfg: &ExperimentConfig) -> String {
         }
         _ => {}
     }
-    settings + &format!(" lr {:e} bs {}", cfg.train.lr, cfg.train.batch_size)
+    let t = &cfg.train;
+    settings += &format!(" lr {:e}", t.lr);
+    if t.lr_schedule != LrSchedule::Constant {
+        settings += &format!(" {:?}", t.lr_schedule).to_lowercase();
+    }
+    settings + &format!(" bs {}", t.batch_size)
 }
 
 /// The table as text.

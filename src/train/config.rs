@@ -48,6 +48,41 @@ pub enum EmbeddingOptimizer {
     Adagrad,
 }
 
+/// How the learning rate moves over a run's steps, on top of the decay on
+/// plateau.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// `lr` throughout (default).
+    #[default]
+    Constant,
+    /// From `lr` down to 0 along half a cosine, over the run's planned steps.
+    Cosine,
+    /// From `lr` down to 0 in a straight line, over the run's planned steps.
+    Linear,
+}
+
+impl LrSchedule {
+    /// The factor on the learning rate for the step after `step` completed
+    /// ones, of `total` planned, the first `warmup` of them rising linearly
+    /// from `1 / warmup` to 1.
+    pub fn factor(self, step: u64, total: u64, warmup: u64) -> f64 {
+        if step < warmup {
+            return (step + 1) as f64 / warmup as f64;
+        }
+        let span = total.saturating_sub(warmup);
+        if span == 0 {
+            return 1.0;
+        }
+        let progress = ((step - warmup) as f64 / span as f64).min(1.0);
+        match self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+            LrSchedule::Linear => 1.0 - progress,
+        }
+    }
+}
+
 /// The metric that picks the best checkpoint and drives early stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,6 +134,15 @@ pub struct TrainConfig {
     /// Stop after this many steps in all (default 0: no limit).
     #[serde(default)]
     pub max_steps: u64,
+    /// `constant` (default), `cosine` or `linear`: the learning rate over the
+    /// planned steps (`epochs` passes, or `max_steps` when fewer), multiplied
+    /// with the decay on plateau. Decaying within the first pass avoids the
+    /// jump in valid loss when a second pass starts at the full rate.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// Steps of linear warm-up to `lr` at the start (default 0).
+    #[serde(default)]
+    pub warmup_steps: u64,
     /// Update rule of the embedding rows: `same` (default) or `adagrad`.
     #[serde(default)]
     pub embedding_optimizer: EmbeddingOptimizer,
@@ -406,5 +450,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("section.key=value"), "{e}");
+    }
+
+    #[test]
+    fn lr_schedules_follow_their_formulas() {
+        use LrSchedule::*;
+        // Warm-up rises to the full rate over its steps, for every schedule.
+        for s in [Constant, Cosine, Linear] {
+            assert_eq!(s.factor(0, 100, 4), 0.25);
+            assert_eq!(s.factor(3, 100, 4), 1.0);
+        }
+        assert_eq!(Constant.factor(70, 100, 0), 1.0);
+        assert_eq!(Cosine.factor(0, 100, 0), 1.0);
+        assert!((Cosine.factor(50, 100, 0) - 0.5).abs() < 1e-12);
+        assert!((Cosine.factor(25, 100, 0) - (0.5 + 0.5 * 0.5f64.sqrt())).abs() < 1e-12);
+        assert!((Linear.factor(75, 100, 0) - 0.25).abs() < 1e-12);
+        // After warm-up the decay spans the remaining steps; past the plan it
+        // stays at the end.
+        assert!((Linear.factor(60, 100, 20) - 0.5).abs() < 1e-12);
+        assert_eq!(Cosine.factor(150, 100, 0), 0.0);
+        assert_eq!(Linear.factor(10, 10, 10), 1.0);
+        let c = ExperimentConfig::parse(
+            MIN,
+            Path::new("x.toml"),
+            &[
+                "train.lr_schedule=cosine".into(),
+                "train.warmup_steps=10".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!((c.train.lr_schedule, c.train.warmup_steps), (Cosine, 10));
+        let e =
+            ExperimentConfig::parse(MIN, Path::new("x.toml"), &["train.lr_schedule=step".into()])
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("lr_schedule"), "{e}");
     }
 }

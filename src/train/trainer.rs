@@ -522,8 +522,7 @@ impl Trainer {
     /// The epochs. Returns true when stopped by `stop_after_steps`.
     fn fit(&mut self, stop_after: Option<u64>) -> Result<bool> {
         let c = self.cfg.train.clone();
-        let train_rows = self.ds.split(Split::Train).rows;
-        let steps_per_epoch = train_rows.div_ceil(c.batch_size as u64);
+        let steps_per_epoch = self.steps_per_epoch();
         let device = self.net.device;
         let mut this_run = 0u64;
         let (mut loss_sum, mut loss_n) = (0f64, 0u64);
@@ -552,6 +551,7 @@ impl Trainer {
                 let batch = batch?;
                 self.state.wait_seconds += waited.elapsed().as_secs_f64();
                 let step_started = Instant::now();
+                self.opt.set_lr(self.lr_now());
                 let loss = self.step(&batch, device, &mut auc);
                 self.state.train_seconds += step_started.elapsed().as_secs_f64();
                 self.state.step += 1;
@@ -627,6 +627,24 @@ impl Trainer {
         Ok(false)
     }
 
+    fn steps_per_epoch(&self) -> u64 {
+        let rows = self.ds.split(Split::Train).rows;
+        rows.div_ceil(self.cfg.train.batch_size as u64)
+    }
+
+    /// The learning rate of the next step: the rate after any decays on
+    /// plateau, times the schedule's factor at this step of the planned ones.
+    fn lr_now(&self) -> f64 {
+        let c = &self.cfg.train;
+        let mut planned = c.epochs * self.steps_per_epoch();
+        if c.max_steps > 0 {
+            planned = planned.min(c.max_steps);
+        }
+        self.state.lr
+            * c.lr_schedule
+                .factor(self.state.step, planned, c.warmup_steps)
+    }
+
     fn bar(&self, steps: u64) -> Option<indicatif::ProgressBar> {
         self.progress.then(|| {
             let bar = indicatif::ProgressBar::with_draw_target(
@@ -699,7 +717,6 @@ impl Trainer {
             self.state.bad_evals += 1;
             let lr = (self.state.lr * c.lr_decay).max(c.min_lr.min(self.state.lr));
             self.state.lr = lr;
-            self.opt.set_lr(lr);
             if self.state.bad_evals >= c.patience {
                 self.state.stopped_early = true;
             }
@@ -707,7 +724,7 @@ impl Trainer {
         let record = EvalRecord {
             epoch,
             step: self.state.step,
-            lr: self.opt.config.lr,
+            lr: self.lr_now(),
             train_loss,
             valid: valid.clone(),
             improved,
@@ -729,7 +746,9 @@ impl Trainer {
                 } else {
                     format!(
                         "  (no gain {}/{}, lr {:.1e})",
-                        self.state.bad_evals, c.patience, self.state.lr
+                        self.state.bad_evals,
+                        c.patience,
+                        self.lr_now()
                     )
                 }
             );
@@ -850,6 +869,11 @@ fn hparams(cfg: &ExperimentConfig) -> Vec<(String, HParamValue)> {
             HParamValue::Text(format!("{:?}", t.optimizer).to_lowercase()),
         ),
         ("lr".into(), n(t.lr)),
+        (
+            "lr_schedule".into(),
+            HParamValue::Text(format!("{:?}", t.lr_schedule).to_lowercase()),
+        ),
+        ("warmup_steps".into(), n(t.warmup_steps as f64)),
         ("batch_size".into(), n(t.batch_size as f64)),
         ("embedding_l1".into(), n(t.embedding_l1)),
         ("embedding_l2".into(), n(t.embedding_l2)),
