@@ -145,7 +145,7 @@ fn deep_settings(cfg: &ExperimentConfig) -> String {
     let t = &cfg.train;
     settings += &format!(" lr {:e}", t.lr);
     if t.lr_schedule != LrSchedule::Constant {
-        settings += &format!(" {:?}", t.lr_schedule).to_lowercase();
+        settings += &format!(" {}", t.lr_schedule.name());
     }
     settings + &format!(" bs {}", t.batch_size)
 }

@@ -63,6 +63,15 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
+    /// The name the config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            LrSchedule::Constant => "constant",
+            LrSchedule::Cosine => "cosine",
+            LrSchedule::Linear => "linear",
+        }
+    }
+
     /// The factor on the learning rate for the step after `step` completed
     /// ones, of `total` planned, the first `warmup` of them rising linearly
     /// from `1 / warmup` to 1.
@@ -136,8 +145,7 @@ pub struct TrainConfig {
     pub max_steps: u64,
     /// `constant` (default), `cosine` or `linear`: the learning rate over the
     /// planned steps (`epochs` passes, or `max_steps` when fewer), multiplied
-    /// with the decay on plateau. Decaying within the first pass avoids the
-    /// jump in valid loss when a second pass starts at the full rate.
+    /// with the decay on plateau.
     #[serde(default)]
     pub lr_schedule: LrSchedule,
     /// Steps of linear warm-up to `lr` at the start (default 0).

@@ -450,7 +450,6 @@ impl Trainer {
                         state.step
                     )));
                 }
-                opt.set_lr(state.lr);
                 say(format!(
                     "resuming {run} at epoch {}, step {}",
                     state.epoch + 1,
@@ -871,7 +870,7 @@ fn hparams(cfg: &ExperimentConfig) -> Vec<(String, HParamValue)> {
         ("lr".into(), n(t.lr)),
         (
             "lr_schedule".into(),
-            HParamValue::Text(format!("{:?}", t.lr_schedule).to_lowercase()),
+            HParamValue::Text(t.lr_schedule.name().into()),
         ),
         ("warmup_steps".into(), n(t.warmup_steps as f64)),
         ("batch_size".into(), n(t.batch_size as f64)),
