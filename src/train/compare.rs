@@ -144,6 +144,9 @@ fn deep_settings(cfg: &ExperimentConfig) -> String {
     }
     let t = &cfg.train;
     settings += &format!(" lr {:e}", t.lr);
+    if t.embedding_lr > 0.0 && t.embedding_lr != t.lr {
+        settings += &format!(" emb lr {:e}", t.embedding_lr);
+    }
     if t.lr_schedule != LrSchedule::Constant {
         settings += &format!(" {}", t.lr_schedule.name());
     }
@@ -194,4 +197,22 @@ pub fn render(rows: &[RunRow]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_settings_name_a_separate_embedding_rate() {
+        let text = "name = 'x'\n[data]\npath = 'd'\n[model]\nkind = 'dcn'\ncross_layers = 3\n";
+        let cfg = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            ExperimentConfig::parse(text, Path::new("x.toml"), &sets).unwrap()
+        };
+        let plain = deep_settings(&cfg(&["train.lr=1e-3"]));
+        assert!(plain.contains("cross 3 lr 1e-3 bs") && !plain.contains("emb lr"));
+        let split = deep_settings(&cfg(&["train.lr=1e-3", "train.embedding_lr=1e-2"]));
+        assert!(split.contains("lr 1e-3 emb lr 1e-2 bs"), "{split}");
+    }
 }
