@@ -144,7 +144,7 @@ fn deep_settings(cfg: &ExperimentConfig) -> String {
     }
     let t = &cfg.train;
     settings += &format!(" lr {:e}", t.lr);
-    if t.embedding_lr > 0.0 && t.embedding_lr != t.lr {
+    if t.embedding_lr_or_lr() != t.lr {
         settings += &format!(" emb lr {:e}", t.embedding_lr);
     }
     if t.lr_schedule != LrSchedule::Constant {

@@ -210,6 +210,17 @@ pub struct TrainConfig {
     pub log_every: u64,
 }
 
+impl TrainConfig {
+    /// The embedding rows' learning rate: `embedding_lr`, or `lr` when unset.
+    pub fn embedding_lr_or_lr(&self) -> f64 {
+        if self.embedding_lr > 0.0 {
+            self.embedding_lr
+        } else {
+            self.lr
+        }
+    }
+}
+
 fn d_optimizer() -> OptimizerKind {
     OptimizerKind::Adam
 }

@@ -42,11 +42,7 @@ impl From<&TrainConfig> for OptimizerConfig {
             embedding_l2: t.embedding_l2,
             grad_clip: t.grad_clip,
             embedding_optimizer: t.embedding_optimizer,
-            embedding_lr_scale: if t.embedding_lr > 0.0 {
-                t.embedding_lr / t.lr
-            } else {
-                1.0
-            },
+            embedding_lr_scale: t.embedding_lr_or_lr() / t.lr,
         }
     }
 }

@@ -868,6 +868,7 @@ fn hparams(cfg: &ExperimentConfig) -> Vec<(String, HParamValue)> {
             HParamValue::Text(format!("{:?}", t.optimizer).to_lowercase()),
         ),
         ("lr".into(), n(t.lr)),
+        ("embedding_lr".into(), n(t.embedding_lr_or_lr())),
         (
             "lr_schedule".into(),
             HParamValue::Text(t.lr_schedule.name().into()),
