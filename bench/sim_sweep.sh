@@ -9,7 +9,9 @@
 #   PARALLEL=4 THREADS=4 DEVICE=cuda bench/sim_sweep.sh bench/sweeps/deep_1m.txt
 #
 # Sweep file: `label experiments/x.toml [--set key=value ...]` per line (values
-# without spaces), `#` starts a comment; a LightGBM experiment
+# without spaces), `#` starts a comment; a variant runs on its experiment as
+# it is now, so a file whose results came from earlier shipped settings pins
+# them with `--set`; a LightGBM experiment
 # (experiments/lightgbm.toml) is a variant like any other. ROWS (default
 # 1000000), PARALLEL runs at a time (default 1), DEVICE and THREADS for every
 # run (default: the experiment's; THREADS is LightGBM's threads too),
