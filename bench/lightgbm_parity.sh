@@ -15,11 +15,13 @@ rows=${ROWS:-1000000}
 threads=${THREADS:-2}
 repeats=${REPEATS:-3}
 config=${CONFIG:-experiments/lightgbm.toml}
-data=${DATA:-${BENCH_DIR:-/tmp/ctr-dl-bench}/sim-$rows}
 bin=target/release/ctr-dl
 [ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
-if [ ! -f "$data/dataset.json" ]; then
-  $bin simulate --rows "$rows" --out "$data" --overwrite --quiet >/dev/null
+if [ -n "${DATA:-}" ]; then
+  data=$DATA
+else
+  . bench/sim_data.sh
+  data=$(sim_data "$rows" "$bin")
 fi
 stamp=$(date -u +%Y%m%d-%H%M%S)
 ours=()

@@ -1,26 +1,24 @@
 #!/usr/bin/env bash
 # Distance from the best possible log loss, per model and data size: simulate
-# ROWS impressions with the simulator's defaults, train each experiment on
-# them, and print every run's test log loss, the truth's, and the gap (test log
-# loss minus the log loss of the true click probability), with peak RSS.
+# ROWS impressions with the simulator's defaults (or SIM_CONFIG's world),
+# train each experiment on them, and print every run's test log loss, the
+# truth's, and the gap (test log loss minus the log loss of the true click
+# probability), with peak RSS.
 #
 #   bench/sim_gaps.sh                         # ROWS=1000000, MODELS="lr deepfm dcn"
 #   ROWS=10000000 EVAL_EVERY=500 EXTRA="--set train.epochs=2" bench/sim_gaps.sh
 #
 # EXTRA adds settings to every run.
-# The data goes to $BENCH_DIR/sim-<rows> (default /tmp/ctr-dl-bench) and is
-# reused; runs go to runs/gap-<rows>-<model>-<time>.
+# The data goes to $BENCH_DIR/sim-<rows>-<world> (default /tmp/ctr-dl-bench;
+# bench/sim_data.sh) and is reused; runs go to runs/gap-<rows>-<model>-<time>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${ROWS:-1000000}
 models=${MODELS:-lr deepfm dcn}
-data=${BENCH_DIR:-/tmp/ctr-dl-bench}/sim-$rows
 bin=target/release/ctr-dl
 [ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
-if [ ! -f "$data/dataset.json" ]; then
-  /usr/bin/time -f "simulate: %e s, peak RSS %M KiB" \
-    $bin simulate --rows "$rows" --out "$data" --overwrite --quiet >/dev/null
-fi
+. bench/sim_data.sh
+data=$(sim_data "$rows" "$bin")
 stamp=$(date -u +%Y%m%d-%H%M%S)
 runs=()
 for m in $models; do

@@ -2,8 +2,10 @@
 # A hyperparameter sweep on simulated data, several runs at a time. Each line
 # of a sweep file names a variant: a label, an experiment and its `--set`
 # overrides. Every variant trains on the same ROWS simulated impressions (the
-# simulator's defaults, as bench/sim_gaps.sh), and the runs are compared at the
-# end by their gap to the true probability's test log loss.
+# simulator's defaults unless SIM_CONFIG, as bench/sim_gaps.sh), and the runs
+# are compared at the end by their gap to the true probability's test log
+# loss. Sweep files measured before 2026-11-30 ran in the world now in
+# bench/sweeps/calm.toml: rerun them with SIM_CONFIG=bench/sweeps/calm.toml.
 #
 #   bench/sim_sweep.sh bench/sweeps/deep_1m.txt
 #   PARALLEL=4 THREADS=4 DEVICE=cuda bench/sim_sweep.sh bench/sweeps/deep_1m.txt
@@ -16,7 +18,8 @@
 # 1000000), PARALLEL runs at a time (default 1), DEVICE and THREADS for every
 # run (default: the experiment's; THREADS is LightGBM's threads too),
 # SIM_CONFIG a simulator config instead of the defaults, CTR_DL the binary.
-# Data and runs go under $BENCH_DIR/sweep-<rows> (default /tmp/ctr-dl-bench);
+# Data go under $BENCH_DIR/sim-<rows>-<world> (bench/sim_data.sh), runs under
+# $BENCH_DIR/sweep-<rows> (default /tmp/ctr-dl-bench);
 # the encoded caches are built one at a time before any run starts, so
 # parallel runs never race on one.
 set -euo pipefail
@@ -26,16 +29,10 @@ rows=${ROWS:-1000000}
 parallel=${PARALLEL:-1}
 bin=${CTR_DL:-target/release/ctr-dl}
 base=${BENCH_DIR:-/tmp/ctr-dl-bench}
-data=$base/sim-$rows
-sim_args=()
-if [ -n "${SIM_CONFIG:-}" ]; then
-  data=$data-$(basename "$SIM_CONFIG" .toml)
-  sim_args=(--config "$SIM_CONFIG")
-fi
 out=$base/sweep-$rows/$(basename "$file" .txt)-$(date -u +%Y%m%d-%H%M%S)
 [ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
-[ -f "$data/dataset.json" ] ||
-  $bin simulate --rows "$rows" --out "$data" "${sim_args[@]}" --overwrite --quiet >/dev/null
+. bench/sim_data.sh
+data=$(sim_data "$rows" "$bin")
 mkdir -p "$out/logs"
 common=(--set "data.path=\"$data\"" --set "output.runs=\"$out/runs\"" --set "output.checkpoints=\"$out/checkpoints\"")
 # Settings of the trainer, or of LightGBM, for a variant's experiment file.
