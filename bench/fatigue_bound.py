@@ -4,13 +4,15 @@ The truth's log loss against that of the truth with the fatigue term
 `-fatigue * ln(1 + n)` taken out (and the intercept re-solved so the mean
 click probability is unchanged): what a model that knew everything but the
 (user, ad) exposure history would lose. `n` is rebuilt from the data as the
-decayed count of the pair's earlier impressions (half-life 24 h, the
-simulator's default), without the simulator's memory limit, so it slightly
-overstates the repeats of the heaviest users.
+decayed count of the pair's earlier impressions, without the simulator's
+memory limit, so it slightly overstates the repeats of the heaviest users.
+FATIGUE and HALF_LIFE_HOURS default to the world the dataset was simulated in
+(its dataset.json).
 
   .venv/bin/python bench/fatigue_bound.py DATASET_DIR [FATIGUE] [HALF_LIFE_HOURS]
 """
 import glob
+import json
 import math
 import sys
 
@@ -21,8 +23,17 @@ import pyarrow.parquet as pq
 
 def main():
     data = sys.argv[1]
-    fatigue = float(sys.argv[2]) if len(sys.argv) > 2 else 0.5
-    half_life_ms = (float(sys.argv[3]) if len(sys.argv) > 3 else 24.0) * 3.6e6
+    try:
+        with open(f"{data}/dataset.json") as f:
+            world = json.load(f)["simulation"]["config"]
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        if len(sys.argv) < 4:
+            sys.exit(f"{data}/dataset.json: no simulator config ({e}); give FATIGUE HALF_LIFE_HOURS")
+        world = {}
+    fatigue = float(sys.argv[2]) if len(sys.argv) > 2 else world["fatigue"]
+    half_life_h = float(sys.argv[3]) if len(sys.argv) > 3 else world["fatigue_half_life_hours"]
+    half_life_ms = half_life_h * 3.6e6
+    print(f"fatigue {fatigue}, half-life {half_life_h} h")
     cols = ["time", "user_id", "ad_id", "clicked", "p_click"]
     files = sorted(glob.glob(f"{data}/*/*.parquet"))
     if not files:
