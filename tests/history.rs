@@ -103,6 +103,9 @@ fn encoded_history_equals_a_replay_of_the_raw_rows_in_time_order() {
     // Standardised with train moments: the train inputs average zero.
     assert_eq!(spec.mean.len(), spec.width());
     assert!(spec.std.iter().all(|&s| s > 0.0));
+    // What a row with no past of its own reads.
+    let mut none = vec![0f32; spec.width()];
+    spec.standardize(&mut none);
     let mut repeats = 0;
     for (s, split) in Split::ALL.into_iter().enumerate() {
         let e = ds.read_all(split).unwrap();
@@ -110,7 +113,7 @@ fn encoded_history_equals_a_replay_of_the_raw_rows_in_time_order() {
             let got = &e.dense[r * nd + first..r * nd + first + spec.width()];
             assert_eq!(got, &want[..], "{} row {r}", split.name());
             // The user-ad pair seen before: above the standardised zero.
-            repeats += (got[12] as f64 > -spec.mean[12] / spec.std[12]) as usize;
+            repeats += (got[12] > none[12]) as usize;
         }
     }
     assert!(
@@ -132,6 +135,24 @@ fn history_needs_a_clock_and_real_columns() {
     c.history.as_mut().unwrap().time_column = Some("user_id".into());
     let e = prepare(&data, None, &c, false).unwrap_err().to_string();
     assert!(e.contains("not a timestamp column"), "{e}");
+}
+
+#[test]
+fn history_of_no_keys_is_no_history() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    simulate_small(&data, 2_000, 53);
+    let mut off = config();
+    off.history.as_mut().unwrap().keys.clear();
+    let ds = prepare(&data, None, &off, false).unwrap();
+    assert!(ds.features.history.is_none());
+    assert!(ds.meta.dense_names.iter().all(|n| !n.starts_with("hist_")));
+    // The same encoding as a config without the section, so the same cache.
+    let plain = FeatureConfig {
+        history: None,
+        ..config()
+    };
+    assert_eq!(prepare(&data, None, &plain, false).unwrap().dir, ds.dir);
 }
 
 /// Train a small LR with the four history keys and export it.

@@ -134,12 +134,17 @@ impl EncodedDataset {
 pub fn cache_key(data_dir: &Path, config: &FeatureConfig) -> Result<String> {
     let manifest_path = data_dir.join("dataset.json");
     let manifest = std::fs::read(&manifest_path).map_err(|e| DataError::io(&manifest_path, e))?;
-    let settings = serde_json::to_vec(config).map_err(|e| DataError::Invalid(e.to_string()))?;
+    // History with no keys is no history: the same encoding, the same key.
+    let mut config = config.clone();
+    if config.history().is_none() {
+        config.history = None;
+    }
+    let settings = serde_json::to_vec(&config).map_err(|e| DataError::Invalid(e.to_string()))?;
     let mut bytes = manifest;
     bytes.extend_from_slice(&settings);
     bytes.extend_from_slice(&FEATURE_MAP_VERSION.to_le_bytes());
     bytes.extend_from_slice(&ENCODED_VERSION.to_le_bytes());
-    if config.history.is_some() {
+    if config.history().is_some() {
         // How history inputs are computed and scaled is part of the encoding.
         bytes.extend_from_slice(&super::history::HISTORY_VERSION.to_le_bytes());
     }

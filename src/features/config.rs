@@ -142,7 +142,8 @@ pub struct FeatureConfig {
     /// Out-of-fold target encoding (`[features.target_encoding]`), off by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_encoding: Option<super::target::TargetConfig>,
-    /// Leakage-free historical inputs (`[features.history]`), off by default.
+    /// Leakage-free historical inputs (`[features.history]`), off by default
+    /// and with `keys = []` (`--set features.history.keys=[]` ablates them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<super::history::HistoryConfig>,
 }
@@ -173,6 +174,11 @@ impl Default for FeatureConfig {
 }
 
 impl FeatureConfig {
+    /// The history settings, if they name any key.
+    pub fn history(&self) -> Option<&super::history::HistoryConfig> {
+        self.history.as_ref().filter(|h| !h.keys.is_empty())
+    }
+
     /// Checks that cannot be expressed in types.
     pub fn validate(&self) -> Result<(), String> {
         if !self.categorical.is_categorical() || self.categorical == Encoding::LogBucket {
@@ -199,7 +205,7 @@ impl FeatureConfig {
                 ));
             }
         }
-        if let Some(h) = &self.history {
+        if let Some(h) = self.history() {
             h.validate()?;
         }
         if let Some(t) = &self.target_encoding {

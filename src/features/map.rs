@@ -409,7 +409,7 @@ impl FeatureMap {
                 }
                 None => None,
             },
-            history: match &config.history {
+            history: match config.history() {
                 Some(h) => Some(history_spec(h, schema, &manifest)?),
                 None => None,
             },
@@ -1100,6 +1100,7 @@ fn history_spec(
         time_column,
         mean: Vec::new(),
         std: Vec::new(),
+        clip: (h.clip > 0.0).then_some(h.clip),
     })
 }
 
