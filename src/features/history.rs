@@ -48,8 +48,10 @@ pub struct HistoryConfig {
     /// Bound of the standardised inputs: each becomes `clip * tanh(z / clip)`
     /// (default 4). Standardising puts the rare events 10 to 20 sd out (one
     /// past click on a user-ad pair, whose click count is 0 on 99.5% of
-    /// rows), and a network fed such inputs trains worse than one fed none;
-    /// the squash keeps their order, so trees lose nothing. 0 turns it off.
+    /// rows); the squash bounds them and keeps their order, so trees lose
+    /// nothing (bench/sweeps/history_clip_1m.txt: DeepFM's best valid log
+    /// loss 0.11833 -> 0.11800, DCN's gap 0.01191 -> 0.01171). 0 turns it
+    /// off.
     #[serde(default = "d_clip")]
     pub clip: f64,
     /// The time column (default: the dataset's first timestamp column).
