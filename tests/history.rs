@@ -12,7 +12,7 @@ use common::{experiment, lock, quiet, read_split, request_rows, simulate_small};
 use ctr_dl::data::writer::Split;
 use ctr_dl::features::history::{replay, Event, STATE_FILE};
 use ctr_dl::features::{prepare, FeatureConfig, RawValue};
-use ctr_dl::serve::history::LOG_FILE;
+use ctr_dl::serve::history::{OnlineHistory, LOG_FILE};
 use ctr_dl::serve::server::{rocket, Bundle, Server};
 use ctr_dl::serve::{export, ExportOptions, ServeConfig};
 use ctr_dl::train::train;
@@ -352,4 +352,40 @@ fn feedback_moves_the_counters_and_a_restart_keeps_them() {
     drop(server);
     let (_, c) = client(&models, &hist);
     assert_eq!(predict(&c), after);
+    drop(c);
+
+    // The bundle exported again under the same version, from other data:
+    // the folder's counters are not its own, and the server says so rather
+    // than serve them; the folder is left as it was.
+    let spec = Bundle::load(&bundle_dir, tch::Device::Cpu)
+        .unwrap()
+        .map
+        .history
+        .unwrap();
+    ctr_dl::features::history::HistoryState::new(&spec)
+        .save(&bundle_dir.join(STATE_FILE), 0)
+        .unwrap();
+    let own = hist.join("lr").join("1");
+    let kept = std::fs::read(own.join(STATE_FILE)).unwrap();
+    let err = OnlineHistory::open(spec, &bundle_dir, Some(&own), 1_000)
+        .err()
+        .expect("another bundle's counters are refused")
+        .to_string();
+    assert!(
+        err.contains("belong to another bundle") && err.contains("bundle.id"),
+        "{err}"
+    );
+    // The server skips the bundle, with that reason on its log.
+    let err = Server::load(ServeConfig {
+        models: models.clone(),
+        workers: 1,
+        predlog: "off".into(),
+        history_dir: hist.clone(),
+        ..ServeConfig::default()
+    })
+    .err()
+    .expect("no other bundle to serve")
+    .to_string();
+    assert!(err.contains("no model bundle could be loaded"), "{err}");
+    assert_eq!(std::fs::read(own.join(STATE_FILE)).unwrap(), kept);
 }

@@ -16,6 +16,11 @@
 //!   last line (a crash in the middle of a write, never acknowledged) is
 //!   skipped.
 //!
+//! - The folder belongs to one bundle: `bundle.id` holds a hash of the
+//!   bundle's starting counters, and a server given a folder of another
+//!   bundle's counters (a bundle exported again under the same version)
+//!   refuses to start rather than serve counters of other data.
+//!
 //! The offline replay reads every row of one instant before adding any of
 //! them; online, the same holds when the caller posts an instant's outcomes
 //! after its predictions, which is the order they happen in.
@@ -81,6 +86,9 @@ impl OnlineHistory {
         dir: Option<&Path>,
         snapshot_every: u64,
     ) -> Result<OnlineHistory> {
+        if let Some(d) = dir {
+            claim(d, bundle_dir, &spec)?;
+        }
         let own = dir.map(|d| d.join(STATE_FILE)).filter(|p| p.exists());
         let start = own.unwrap_or_else(|| bundle_dir.join(STATE_FILE));
         let (mut state, mut seq) = if start.exists() {
@@ -229,6 +237,49 @@ impl OnlineHistory {
             .map(|i| (i.seq, i.state.len()))
             .unwrap_or((0, 0))
     }
+}
+
+/// The file naming the bundle whose counters a history folder holds.
+pub const BUNDLE_ID_FILE: &str = "bundle.id";
+
+/// A bundle's identity: a hash of its starting counters (or, without them,
+/// of its history settings).
+fn bundle_id(bundle_dir: &Path, spec: &HistorySpec) -> Result<String> {
+    let state = bundle_dir.join(STATE_FILE);
+    let bytes = if state.exists() {
+        std::fs::read(&state).map_err(|e| DataError::io(&state, e))?
+    } else {
+        serde_json::to_vec(spec).map_err(|e| DataError::Invalid(e.to_string()))?
+    };
+    Ok(format!(
+        "{:016x}",
+        crate::features::hashing::xxh3(&bytes, 0)
+    ))
+}
+
+/// Check that `dir` holds `bundle_dir`'s counters, or none yet, and mark it
+/// as that bundle's. A folder written before `bundle.id` existed is taken
+/// as the bundle's.
+fn claim(dir: &Path, bundle_dir: &Path, spec: &HistorySpec) -> Result<()> {
+    let id = bundle_id(bundle_dir, spec)?;
+    let path = dir.join(BUNDLE_ID_FILE);
+    if path.exists() {
+        let had = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+        if had.trim() != id {
+            return Err(DataError::Invalid(format!(
+                "{}: these history counters belong to another bundle (id {}) than {} \
+                 (id {id}), one exported again under the same version; move {} away to \
+                 start from the bundle's own counters",
+                path.display(),
+                had.trim(),
+                bundle_dir.display(),
+                dir.display()
+            )));
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    crate::data::io::atomic_write(&path, format!("{id}\n").as_bytes())
 }
 
 fn open_log(path: &Path) -> Result<std::fs::File> {
