@@ -22,8 +22,9 @@ MODEL = torch.jit.load(os.path.join(BUNDLE, "model.pt"))
 MODEL.eval()
 FEATURES = json.load(open(os.path.join(BUNDLE, "features.json")))
 META = json.load(open(os.path.join(BUNDLE, "metadata.json")))
-if FEATURES["dense"]:
-    raise SystemExit("fastapi_server: dense inputs are not supported by this reference")
+if FEATURES["dense"] or FEATURES.get("history"):
+    raise SystemExit("fastapi_server: dense and history inputs are not supported by this reference; "
+                     "serve a bundle trained with --set features.history.keys=[] (bench/serve_speed.py)")
 FIELDS = []
 for f in FEATURES["categorical"]:
     if f["type"] == "vocab":

@@ -10,9 +10,14 @@ falls under 95% of the target, or a request fails), and the same for 100-row
 (cycled), so the encoder sees realistic values.
 
   bash bench/install_refs.sh    # fastapi, uvicorn and oha
-  .venv/bin/python bench/serve_speed.py --bundle models/deepfm/1 --data out/demo/synthetic
+  .venv/bin/python bench/serve_speed.py --bundle models/deepfm-plain/1 --data out/demo/synthetic
 
-(after scripts/demo.sh, which writes that bundle and data).
+after scripts/demo.sh (which writes the data) and a DeepFM without the
+history inputs, which the reference does not compute:
+
+  target/release/ctr-dl train --config experiments/deepfm.toml \
+    --set 'data.path="out/demo/synthetic"' --set 'features.history.keys=[]' --run deepfm-plain
+  target/release/ctr-dl export --run runs/deepfm-plain --out models/deepfm-plain/1
 """
 import argparse
 import json

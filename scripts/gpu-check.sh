@@ -39,9 +39,13 @@ fi
 $bin compare "$out/runs/cpu-$stamp" "$out/runs/cuda-$stamp" $( [ "${AMP:-1}" = 1 ] && echo "$out/runs/cuda-amp-$stamp") --sort run
 echo "== export the CPU run, serve it on CPU and on CUDA, compare 100 test rows"
 $bin export --run "$out/runs/cpu-$stamp" --out "$out/models/deepfm/1" --overwrite
-$bin serve --models "$out/models" --port 8201 --device cpu --predlog off >"$out/serve-cpu.log" 2>&1 &
+# The bundle's history counters, fresh for each server (the bundle is new).
+rm -rf "$out/history"
+$bin serve --models "$out/models" --port 8201 --device cpu --predlog off \
+  --history-dir "$out/history/cpu" >"$out/serve-cpu.log" 2>&1 &
 s_cpu=$!
-$bin serve --models "$out/models" --port 8202 --device cuda --predlog off >"$out/serve-cuda.log" 2>&1 &
+$bin serve --models "$out/models" --port 8202 --device cuda --predlog off \
+  --history-dir "$out/history/cuda" >"$out/serve-cuda.log" 2>&1 &
 s_gpu=$!
 trap 'kill $s_cpu $s_gpu 2>/dev/null || true' EXIT
 "$py" - "$out/data" <<'PY'
