@@ -253,18 +253,21 @@ fn online_counters_fed_the_same_events_give_the_offline_inputs() {
     assert_eq!(h.stats().0, 6_000);
 }
 
+/// A one-worker server of `models` keeping its counters under `history`,
+/// snapshotting only when told to.
+fn serve_config(models: &Path, history: &Path) -> ServeConfig {
+    ServeConfig {
+        models: models.to_path_buf(),
+        workers: 1,
+        predlog: "off".into(),
+        history_dir: history.to_path_buf(),
+        history_snapshot_every: 1_000_000,
+        ..ServeConfig::default()
+    }
+}
+
 fn client(models: &Path, history: &Path) -> (Arc<Server>, Client) {
-    let server = Arc::new(
-        Server::load(ServeConfig {
-            models: models.to_path_buf(),
-            workers: 1,
-            predlog: "off".into(),
-            history_dir: history.to_path_buf(),
-            history_snapshot_every: 1_000_000,
-            ..ServeConfig::default()
-        })
-        .unwrap(),
-    );
+    let server = Arc::new(Server::load(serve_config(models, history)).unwrap());
     let c = Client::tracked(rocket(server.clone())).unwrap();
     (server, c)
 }
@@ -376,16 +379,10 @@ fn feedback_moves_the_counters_and_a_restart_keeps_them() {
         "{err}"
     );
     // The server skips the bundle, with that reason on its log.
-    let err = Server::load(ServeConfig {
-        models: models.clone(),
-        workers: 1,
-        predlog: "off".into(),
-        history_dir: hist.clone(),
-        ..ServeConfig::default()
-    })
-    .err()
-    .expect("no other bundle to serve")
-    .to_string();
+    let err = Server::load(serve_config(&models, &hist))
+        .err()
+        .expect("no other bundle to serve")
+        .to_string();
     assert!(err.contains("no model bundle could be loaded"), "{err}");
     assert_eq!(std::fs::read(own.join(STATE_FILE)).unwrap(), kept);
 }

@@ -19,7 +19,8 @@
 //! - The folder belongs to one bundle: `bundle.id` holds a hash of the
 //!   bundle's starting counters, and a server given a folder of another
 //!   bundle's counters (a bundle exported again under the same version)
-//!   refuses to start rather than serve counters of other data.
+//!   skips that bundle with the reason rather than serve counters of other
+//!   data, and leaves the folder as it is.
 //!
 //! The offline replay reads every row of one instant before adding any of
 //! them; online, the same holds when the caller posts an instant's outcomes
