@@ -24,7 +24,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ctr-dl /usr/local/bin/ctr-dl
 COPY --from=build /out/lib/ /opt/libtorch/lib/
-ENV LD_LIBRARY_PATH=/opt/libtorch/lib PORT=8000 PREDLOG=/logs/predictions.sqlite
+ENV LD_LIBRARY_PATH=/opt/libtorch/lib PORT=8000 PREDLOG=/logs/predictions.sqlite HISTORY_DIR=/history
 EXPOSE 8000
-VOLUME ["/models", "/logs"]
-CMD ["sh", "-c", "exec ctr-dl serve --models /models --address 0.0.0.0 --port \"$PORT\" --predlog \"$PREDLOG\""]
+VOLUME ["/models", "/logs", "/history"]
+CMD ["sh", "-c", "exec ctr-dl serve --models /models --address 0.0.0.0 --port \"$PORT\" --predlog \"$PREDLOG\" --history-dir \"$HISTORY_DIR\""]

@@ -61,7 +61,7 @@ def ask(port):
             break
         except OSError:
             time.sleep(0.2)
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/batch_predict", data=json.dumps({"instances": rows}).encode())
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/batch_predict", data=json.dumps({"instances": rows}).encode(), headers={"Content-Type": "application/json"})
     return json.load(urllib.request.urlopen(req, timeout=30))["predictions"]
 cpu, gpu = ask(8201), ask(8202)
 d = max(abs(a - b) for a, b in zip(cpu, gpu))

@@ -277,6 +277,14 @@ pub struct ConvertArgs {
     /// Parser threads (default: the number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// The longest input line accepted, in bytes: a longer one is an error
+    /// naming its line (the default, 1 MiB, is thousands of Criteo or Avazu lines).
+    #[arg(long, default_value_t = crate::data::convert::DEFAULT_MAX_LINE_BYTES)]
+    pub max_line_bytes: usize,
+    /// Accept an input without rows (an empty file, a header alone) and a
+    /// dataset of 0 rows, instead of failing.
+    #[arg(long)]
+    pub allow_empty: bool,
     #[command(flatten)]
     pub split: SplitArgs,
 }
@@ -761,6 +769,8 @@ fn run_convert(a: ConvertArgs) -> Result<()> {
     opts.max_bad_ratio = a.max_bad_ratio;
     opts.overwrite = a.split.overwrite;
     opts.progress = !a.split.quiet;
+    opts.max_line_bytes = a.max_line_bytes;
+    opts.allow_empty = a.allow_empty;
     if let Some(t) = a.threads {
         opts.threads = t.max(1);
     }

@@ -15,7 +15,7 @@ use ctr_dl::gbdt::{train_gbdt, GbdtExperiment};
 use ctr_dl::serve::server::{rocket, Server};
 use ctr_dl::serve::{export, ExportOptions, ServeConfig};
 use ctr_dl::train::compare::{compare, eval_run};
-use rocket::http::Status;
+use rocket::http::{ContentType, Status};
 use rocket::local::blocking::Client;
 use serde_json::{json, Value};
 
@@ -150,6 +150,7 @@ fn a_lightgbm_bundle_serves_the_offline_probabilities() {
     let rows = common::request_rows(&test);
     let r = c
         .post("/batch_predict")
+        .header(ContentType::JSON)
         .body(json!({ "instances": rows }).to_string())
         .dispatch();
     assert_eq!(r.status(), Status::Ok);

@@ -13,9 +13,10 @@ use ctr_dl::data::writer::Split;
 use ctr_dl::features::history::{replay, Event, STATE_FILE};
 use ctr_dl::features::{prepare, FeatureConfig, RawValue};
 use ctr_dl::serve::history::{OnlineHistory, LOG_FILE};
-use ctr_dl::serve::server::{rocket, Bundle, Server};
+use ctr_dl::serve::server::{rocket, Bundle, EventWindow, Server};
 use ctr_dl::serve::{export, ExportOptions, ServeConfig};
 use ctr_dl::train::train;
+use rocket::http::ContentType;
 use rocket::local::blocking::Client;
 use serde_json::{json, Value};
 
@@ -243,7 +244,7 @@ fn online_counters_fed_the_same_events_give_the_offline_inputs() {
         }
         let group: Vec<_> = all[i..j]
             .iter()
-            .map(|(s, r, _)| b.feedback_event(&rows[*s][*r]).unwrap())
+            .map(|(s, r, _)| b.feedback_event(&rows[*s][*r], EventWindow::ANY).unwrap())
             .collect();
         h.feedback(&group).unwrap();
         i = j;
@@ -262,6 +263,9 @@ fn serve_config(models: &Path, history: &Path) -> ServeConfig {
         predlog: "off".into(),
         history_dir: history.to_path_buf(),
         history_snapshot_every: 1_000_000,
+        // The events are in 2027: the window of event times is
+        // tests/regression's subject.
+        feedback_max_ahead_s: u64::MAX,
         ..ServeConfig::default()
     }
 }
@@ -273,7 +277,11 @@ fn client(models: &Path, history: &Path) -> (Arc<Server>, Client) {
 }
 
 fn post(c: &Client, path: &str, body: &Value) -> (u16, Value) {
-    let r = c.post(path).body(body.to_string()).dispatch();
+    let r = c
+        .post(path)
+        .header(ContentType::JSON)
+        .body(body.to_string())
+        .dispatch();
     let status = r.status().code;
     (
         status,
@@ -370,10 +378,15 @@ fn feedback_moves_the_counters_and_a_restart_keeps_them() {
         .unwrap();
     let own = hist.join("lr").join("1");
     let kept = std::fs::read(own.join(STATE_FILE)).unwrap();
-    let err = OnlineHistory::open(spec, &bundle_dir, Some(&own), 1_000)
-        .err()
-        .expect("another bundle's counters are refused")
-        .to_string();
+    let err = OnlineHistory::open(
+        spec,
+        &bundle_dir,
+        Some(&own),
+        &ctr_dl::serve::history::HistoryOptions::default(),
+    )
+    .err()
+    .expect("another bundle's counters are refused")
+    .to_string();
     assert!(
         err.contains("belong to another bundle") && err.contains("bundle.id"),
         "{err}"

@@ -12,7 +12,7 @@ use ctr_dl::features::map::FeatureMap;
 use ctr_dl::serve::server::{rocket, Server};
 use ctr_dl::serve::{export, ExportOptions, ServeConfig};
 use ctr_dl::train::{load_run, train};
-use rocket::http::Status;
+use rocket::http::{ContentType, Status};
 use rocket::local::blocking::Client;
 use serde_json::{json, Value};
 use tch::{Device, Kind, Tensor};
@@ -53,7 +53,7 @@ fn client(models: &Path, tweak: impl FnOnce(&mut ServeConfig)) -> Client {
 }
 
 fn post(c: &Client, path: &str, body: &str) -> (Status, Value) {
-    let r = c.post(path).body(body).dispatch();
+    let r = c.post(path).header(ContentType::JSON).body(body).dispatch();
     let status = r.status();
     let text = r.into_string().unwrap_or_default();
     (

@@ -26,7 +26,8 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::io::{open_input, read_fully};
+use super::interrupt;
+use super::io::{input_error, open_input_kind};
 use super::manifest::{
     now_rfc3339, ratio, split_info, BadLines, DatasetManifest, SourceInfo, FORMAT_VERSION,
 };
@@ -34,7 +35,7 @@ use super::parse::{parse_value, split_fields, Value};
 use super::schema::{ColumnKind, DatasetSchema};
 use super::sketch::{hash_bytes, hash_i64, ColumnSketch, ColumnSummary};
 use super::split::{check_ratios, SplitMode, SplitRule};
-use super::writer::{DatasetWriter, Split, WriterOptions};
+use super::writer::{commit, DatasetWriter, Split, WriterOptions};
 use crate::error::{DataError, Location, Result};
 use crate::progress::Progress;
 
@@ -53,7 +54,18 @@ pub struct ConvertOptions {
     pub progress: bool,
     pub threads: usize,
     pub chunk_bytes: usize,
+    /// The longest line accepted, in bytes (without its newline): a longer one
+    /// is an error naming its line, found while reading, so memory stays
+    /// bounded whatever the input (`--max-line-bytes`).
+    pub max_line_bytes: usize,
+    /// Accept inputs without rows (an empty file, a header alone) and a
+    /// dataset of 0 rows, which are errors otherwise (`--allow-empty`).
+    pub allow_empty: bool,
 }
+
+/// The default `--max-line-bytes`: 1 MiB, thousands of times a Criteo or
+/// Avazu line (a few hundred bytes).
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 
 impl ConvertOptions {
     pub fn new(inputs: Vec<PathBuf>, out: PathBuf, schema: DatasetSchema) -> Self {
@@ -71,6 +83,8 @@ impl ConvertOptions {
             progress: false,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             chunk_bytes: 4 << 20,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            allow_empty: false,
         }
     }
 }
@@ -114,6 +128,13 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
     if opts.inputs.is_empty() {
         return Err(DataError::Invalid("no input files given".into()));
     }
+    if opts.max_line_bytes == 0 {
+        return Err(DataError::Invalid(
+            "--max-line-bytes must be positive".into(),
+        ));
+    }
+    // SIGINT/SIGTERM from here on: stop, remove what was written, fail.
+    let _signals = interrupt::catch_signals();
     let ratios = check_ratios(opts.ratios)?;
     let mut sources = Vec::new();
     for p in &opts.inputs {
@@ -141,15 +162,17 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
     let (parsed_tx, parsed_rx) = bounded::<ParsedItem>(threads * 2);
 
     let reader = {
-        let inputs = opts.inputs.clone();
-        let schema = schema.clone();
-        let counter = read_bytes.clone();
-        let chunk_bytes = opts.chunk_bytes.max(1024);
+        let read = ReadOptions {
+            inputs: opts.inputs.clone(),
+            schema: schema.clone(),
+            counter: read_bytes.clone(),
+            chunk_bytes: opts.chunk_bytes.max(1024),
+            max_line_bytes: opts.max_line_bytes,
+            allow_empty: opts.allow_empty,
+        };
         std::thread::Builder::new()
             .name("convert-read".into())
-            .spawn(move || {
-                read_chunks(&inputs, &schema, &chunk_tx, &counter, chunk_bytes);
-            })
+            .spawn(move || read_chunks(&read, &chunk_tx))
             .map_err(|e| DataError::io(&opts.out, e))?
     };
     let mut workers = Vec::new();
@@ -206,6 +229,17 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
     };
     let rows: u64 = totals.rows.iter().sum();
     let lines = rows + totals.bad.count;
+    if rows == 0 && !opts.allow_empty && totals.bad.count > 0 {
+        writer.abort();
+        progress.finish_and_clear();
+        return Err(DataError::Invalid(format!(
+            "no rows in {}: all {} lines were bad; first: {} \
+             (pass --allow-empty to accept a dataset of 0 rows)",
+            input_list(&opts.inputs),
+            totals.bad.count,
+            totals.bad.examples.first().cloned().unwrap_or_default(),
+        )));
+    }
     if totals.bad.count > 0 && ratio(totals.bad.count, lines) > opts.max_bad_ratio {
         writer.abort();
         progress.finish_and_clear();
@@ -245,7 +279,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
         bad_lines: totals.bad,
         simulation: None,
     };
-    manifest.save(&opts.out)?;
+    commit(&opts.out, &manifest)?;
     Ok(ConvertReport {
         manifest,
         seconds: started.elapsed().as_secs_f64(),
@@ -299,6 +333,7 @@ fn collect(
     let mut pending: BTreeMap<u64, Result<Parsed>> = BTreeMap::new();
     let mut next = 0u64;
     for (seq, item) in rx {
+        interrupt::check()?;
         pending.insert(seq, item);
         while let Some(item) = pending.remove(&next) {
             let p = item?;
@@ -326,33 +361,58 @@ fn collect(
     Ok(totals)
 }
 
-/// Read all inputs and cut them into chunks of whole lines.
-fn read_chunks(
-    inputs: &[PathBuf],
-    schema: &DatasetSchema,
-    tx: &Sender<ChunkItem>,
-    counter: &Arc<AtomicU64>,
+/// What the reader thread reads, and its limits.
+struct ReadOptions {
+    inputs: Vec<PathBuf>,
+    schema: Arc<DatasetSchema>,
+    counter: Arc<AtomicU64>,
     chunk_bytes: usize,
-) {
+    max_line_bytes: usize,
+    allow_empty: bool,
+}
+
+/// Read all inputs and cut them into chunks of whole lines.
+fn read_chunks(opts: &ReadOptions, tx: &Sender<ChunkItem>) {
     let mut seq = 0u64;
-    if let Err(e) = read_chunks_inner(inputs, schema, tx, counter, chunk_bytes, &mut seq) {
+    if let Err(e) = read_chunks_inner(opts, tx, &mut seq) {
         let _ = tx.send(Err((seq, e)));
     }
 }
 
-fn read_chunks_inner(
-    inputs: &[PathBuf],
-    schema: &DatasetSchema,
-    tx: &Sender<ChunkItem>,
-    counter: &Arc<AtomicU64>,
-    chunk_bytes: usize,
-    seq: &mut u64,
-) -> Result<()> {
+/// The error of a line longer than `--max-line-bytes`.
+fn line_too_long(path: &Path, line: u64, max: usize) -> DataError {
+    DataError::BadLine(
+        Location {
+            file: path.to_path_buf(),
+            line,
+            field: None,
+        },
+        format!("a line of over {max} bytes (--max-line-bytes)"),
+    )
+}
+
+/// Inputs for a message: one path, or the first and how many more.
+fn input_list(inputs: &[PathBuf]) -> String {
+    match inputs {
+        [one] => one.display().to_string(),
+        [first, rest @ ..] => format!("{} (and {} more inputs)", first.display(), rest.len()),
+        [] => "no input".into(),
+    }
+}
+
+fn read_chunks_inner(opts: &ReadOptions, tx: &Sender<ChunkItem>, seq: &mut u64) -> Result<()> {
+    let schema = &opts.schema;
+    let (chunk_bytes, max_line) = (opts.chunk_bytes, opts.max_line_bytes);
     let mut row = 0u64;
-    for path in inputs {
-        let mut input = open_input(path, counter.clone())?;
+    for path in &opts.inputs {
+        let (mut input, gzip) = open_input_kind(path, opts.counter.clone())?;
         let mut buf: Vec<u8> = Vec::with_capacity(chunk_bytes + 4096);
+        // `buf` always starts at the start of line `line`.
         let mut line = 1u64;
+        // Bytes read (decompressed), and whether any line after the header
+        // holds more than white space.
+        let mut decoded = 0u64;
+        let mut has_rows = false;
         let mut file: Option<Arc<FileCtx>> = None;
         if !schema.header {
             file = Some(Arc::new(FileCtx {
@@ -361,17 +421,32 @@ fn read_chunks_inner(
             }));
         }
         loop {
+            interrupt::check()?;
             let old = buf.len();
             buf.resize(old + chunk_bytes, 0);
-            let n = read_fully(&mut input, &mut buf[old..]).map_err(|e| DataError::io(path, e))?;
+            let (n, err) = super::io::fill(&mut input, &mut buf[old..]);
             buf.truncate(old + n);
+            decoded += n as u64;
+            if let Some(e) = err {
+                let done = line - 1 + memchr::memchr_iter(b'\n', &buf).count() as u64;
+                return Err(input_error(path, gzip, e, done, decoded));
+            }
             let eof = n < chunk_bytes;
             if file.is_none() {
                 let Some(nl) =
                     memchr::memchr(b'\n', &buf).or(if eof { Some(buf.len()) } else { None })
                 else {
+                    if buf.len() > max_line {
+                        return Err(line_too_long(path, 1, max_line));
+                    }
                     continue;
                 };
+                if nl > max_line {
+                    return Err(line_too_long(path, 1, max_line));
+                }
+                if buf.is_empty() {
+                    break; // an empty file: no header, no rows (checked below)
+                }
                 let header = &buf[..nl];
                 if header.iter().all(|b| b.is_ascii_whitespace()) {
                     return Err(DataError::BadLine(
@@ -392,33 +467,76 @@ fn read_chunks_inner(
             } else {
                 match memchr::memrchr(b'\n', &buf) {
                     Some(p) => p + 1,
+                    None if buf.len() > max_line => {
+                        return Err(line_too_long(path, line, max_line));
+                    }
                     None => continue, // a line longer than a chunk: read more
                 }
             };
             if cut > 0 {
                 let rest = buf.split_off(cut);
-                let data = std::mem::replace(&mut buf, rest);
-                let mut lines = memchr::memchr_iter(b'\n', &data).count() as u64;
-                if data.last() != Some(&b'\n') {
+                let mut data = std::mem::replace(&mut buf, rest);
+                // Count the lines, and stop at the first one too long: the
+                // lines before it still go (their errors come first).
+                let mut lines = 0u64;
+                let mut start = 0usize;
+                let mut too_long = None;
+                for p in memchr::memchr_iter(b'\n', &data) {
+                    if p - start > max_line {
+                        too_long = Some(start);
+                        break;
+                    }
                     lines += 1;
+                    start = p + 1;
                 }
-                let chunk = Chunk {
-                    seq: *seq,
-                    file: file.clone().expect("set above"),
-                    first_line: line,
-                    first_row: row,
-                    data,
-                };
-                if tx.send(Ok(chunk)).is_err() {
-                    return Ok(()); // the consumer stopped (an error downstream)
+                if too_long.is_none() && start < data.len() {
+                    if data.len() - start > max_line {
+                        too_long = Some(start);
+                    } else {
+                        lines += 1;
+                    }
                 }
-                *seq += 1;
+                if let Some(at) = too_long {
+                    data.truncate(at);
+                }
+                if !has_rows {
+                    has_rows = data.iter().any(|b| !b.is_ascii_whitespace());
+                }
+                if !data.is_empty() {
+                    let chunk = Chunk {
+                        seq: *seq,
+                        file: file.clone().expect("set above"),
+                        first_line: line,
+                        first_row: row,
+                        data,
+                    };
+                    if tx.send(Ok(chunk)).is_err() {
+                        return Ok(()); // the consumer stopped (an error downstream)
+                    }
+                    *seq += 1;
+                }
                 line += lines;
                 row += lines;
+                if too_long.is_some() {
+                    return Err(line_too_long(path, line, max_line));
+                }
             }
             if eof {
                 break;
             }
+        }
+        if !has_rows && !opts.allow_empty {
+            let what = if decoded == 0 {
+                "the file is empty"
+            } else if schema.header && line <= 2 {
+                "the file holds only its header"
+            } else {
+                "the file holds only blank lines"
+            };
+            return Err(DataError::Invalid(format!(
+                "no rows in {}: {what} (pass --allow-empty to accept an input without rows)",
+                path.display()
+            )));
         }
     }
     Ok(())
@@ -734,14 +852,20 @@ fn resolve_split(
 fn count_rows(opts: &ConvertOptions, schema: &DatasetSchema) -> Result<u64> {
     let mut total = 0u64;
     for path in &opts.inputs {
-        let mut r = open_input(path, Arc::new(AtomicU64::new(0)))?;
+        let (mut r, gzip) = open_input_kind(path, Arc::new(AtomicU64::new(0)))?;
         let mut buf = vec![0u8; 1 << 20];
-        let (mut lines, mut last) = (0u64, b'\n');
+        let (mut lines, mut last, mut offset) = (0u64, b'\n', 0u64);
         loop {
-            let n = r.read(&mut buf).map_err(|e| DataError::io(path, e))?;
+            interrupt::check()?;
+            let n = match r.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(input_error(path, gzip, e, lines, offset)),
+            };
             if n == 0 {
                 break;
             }
+            offset += n as u64;
             lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
             last = buf[n - 1];
         }
@@ -751,6 +875,28 @@ fn count_rows(opts: &ConvertOptions, schema: &DatasetSchema) -> Result<u64> {
         total += lines.saturating_sub(schema.header as u64);
     }
     Ok(total)
+}
+
+/// Read one line (with its newline, if any) into `line`, reading at most
+/// `max + 1` bytes: `Ok(false)` at end of input, an error naming line
+/// `line_no` if it is longer than `max` bytes.
+fn read_line_bounded(
+    r: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+    path: &Path,
+    line_no: u64,
+) -> std::io::Result<std::result::Result<bool, DataError>> {
+    line.clear();
+    let n = r.by_ref().take(max as u64 + 1).read_until(b'\n', line)?;
+    if n == 0 {
+        return Ok(Ok(false));
+    }
+    let content = line.len() - usize::from(line.last() == Some(&b'\n'));
+    if content > max {
+        return Ok(Err(line_too_long(path, line_no, max)));
+    }
+    Ok(Ok(true))
 }
 
 /// Minute-resolution cut points of the time column at the split ratios.
@@ -763,18 +909,32 @@ fn time_cutoffs(
     let col = &schema.columns[ci];
     let mut minutes: HashMap<i64, u64> = HashMap::new();
     for path in &opts.inputs {
-        let r = BufReader::new(open_input(path, Arc::new(AtomicU64::new(0)))?);
+        let (input, gzip) = open_input_kind(path, Arc::new(AtomicU64::new(0)))?;
+        let mut r = BufReader::new(input);
         let mut pos = Some(ci);
-        for (i, line) in r.split(b'\n').enumerate() {
-            let line = line.map_err(|e| DataError::io(path, e))?;
-            if i == 0 && schema.header {
-                let positions = header_positions(&line, schema, path)?;
+        let mut buf = Vec::new();
+        let (mut i, mut offset) = (0u64, 0u64);
+        loop {
+            if i % 65_536 == 0 {
+                interrupt::check()?;
+            }
+            match read_line_bounded(&mut r, &mut buf, opts.max_line_bytes, path, i + 1) {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => break,
+                Ok(Err(too_long)) => return Err(too_long),
+                Err(e) => return Err(input_error(path, gzip, e, i, offset)),
+            }
+            i += 1;
+            offset += buf.len() as u64;
+            let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            if i == 1 && schema.header {
+                let positions = header_positions(line, schema, path)?;
                 pos = positions.iter().position(|&p| p == ci);
                 continue;
             }
             let Some(p) = pos else { break };
             let mut fields = Vec::new();
-            if split_fields(&line, schema.delimiter, &mut fields).is_err() {
+            if split_fields(line, schema.delimiter, &mut fields).is_err() {
                 continue;
             }
             if let Some(raw) = fields.get(p) {

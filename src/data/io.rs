@@ -26,32 +26,87 @@ impl<R: Read> Read for CountingReader<R> {
 /// Open a plain or gzip file (recognised by its magic bytes, not its name).
 /// `count` grows by the bytes read from disk.
 pub fn open_input(path: &Path, count: Arc<AtomicU64>) -> Result<Box<dyn Read + Send>> {
+    Ok(open_input_kind(path, count)?.0)
+}
+
+/// [`open_input`], also saying whether the file is gzip (so that a read error
+/// can be told as a corrupt or truncated gzip stream).
+pub fn open_input_kind(path: &Path, count: Arc<AtomicU64>) -> Result<(Box<dyn Read + Send>, bool)> {
     let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut magic = [0u8; 2];
     let n = read_fully(&mut file, &mut magic).map_err(|e| DataError::io(path, e))?;
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let counted = CountingReader { inner: file, count };
     if n == 2 && magic == [0x1f, 0x8b] {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(
-            BufReader::with_capacity(1 << 20, counted),
-        )))
+        Ok((
+            Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+                1 << 20,
+                counted,
+            ))),
+            true,
+        ))
     } else {
-        Ok(Box::new(counted))
+        Ok((Box::new(counted), false))
     }
+}
+
+/// The error of a failed read of input `path` after `lines` complete lines
+/// and `offset` bytes (decompressed, for gzip): a gzip stream that ends early
+/// or is corrupt says so, and where (an `Invalid` error, printed once, rather
+/// than an `Io` one whose cause would repeat the message).
+pub fn input_error(
+    path: &Path,
+    gzip: bool,
+    e: std::io::Error,
+    lines: u64,
+    offset: u64,
+) -> DataError {
+    use std::io::ErrorKind;
+    let kind = e.kind();
+    let after = if lines == 0 {
+        "before the end of its first line".to_string()
+    } else {
+        format!("after line {lines}")
+    };
+    if gzip
+        && matches!(
+            kind,
+            ErrorKind::UnexpectedEof | ErrorKind::InvalidInput | ErrorKind::InvalidData
+        )
+    {
+        return DataError::Invalid(format!(
+            "{}: the gzip stream ends early (corrupt or truncated) {after} \
+             (decompressed byte {offset}): {e}",
+            path.display()
+        ));
+    }
+    DataError::io(
+        path,
+        std::io::Error::new(kind, format!("{e} ({after}, byte {offset})")),
+    )
 }
 
 /// Like `read_exact`, but returns how much was read before end of file.
 pub fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    match fill(r, buf) {
+        (n, None) => Ok(n),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// Fill `buf` from `r` like `read_exact`, but up to end of file; on an error,
+/// also how much was read before it.
+pub fn fill(r: &mut impl Read, buf: &mut [u8]) -> (usize, Option<std::io::Error>) {
     let mut filled = 0;
     while filled < buf.len() {
         match r.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            Err(e) => return (filled, Some(e)),
         }
     }
-    Ok(filled)
+    (filled, None)
 }
 
 /// The temporary name a file is written under before it is renamed into place:

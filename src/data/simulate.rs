@@ -61,12 +61,13 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
+use super::interrupt;
 use super::manifest::{now_rfc3339, ratio, split_info, BadLines, DatasetManifest, FORMAT_VERSION};
 use super::parse::parse_rfc3339;
 use super::schema::{Column, ColumnKind, DatasetSchema};
 use super::sketch::{hash_bytes, hash_i64, ColumnSketch};
 use super::split::{check_ratios, SplitMode, SplitRule};
-use super::writer::{DatasetWriter, Split, WriterOptions};
+use super::writer::{commit, DatasetWriter, Split, WriterOptions};
 use crate::error::{DataError, Result};
 use crate::eval::metrics::ProbSummary;
 use crate::progress::Progress;
@@ -905,6 +906,8 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
         return Err(DataError::Invalid("--rows must be positive".into()));
     }
     let ratios = check_ratios(opts.ratios)?;
+    // SIGINT/SIGTERM from here on: stop, remove what was written, fail.
+    let _signals = interrupt::catch_signals();
     let world = World::new(&opts.config, opts.seed);
 
     // Pass 1: the z of every impression, to solve the intercept.
@@ -919,6 +922,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
         i += 1;
         if i % 65_536 == 0 {
             bar.set(i, i);
+            interrupt::check()?;
         }
     }
     bar.finish_and_clear();
@@ -991,6 +995,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
                 row += 1;
                 if row % 65_536 == 0 {
                     bar.set(row, row);
+                    interrupt::check()?;
                 }
             }
             for split in Split::ALL {
@@ -1037,7 +1042,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
                     },
                 })),
             };
-            manifest.save(&opts.out)?;
+            commit(&opts.out, &manifest)?;
             opts.out.clone()
         }
     };
@@ -1223,8 +1228,10 @@ fn write_criteo_tsv(
         row += 1;
         if row % 65_536 == 0 {
             bar.set(row, row);
+            interrupt::check()?;
         }
     }
+    interrupt::check()?;
     let file = out
         .into_inner()
         .map_err(|e| DataError::io(path, e.into_error()))?;

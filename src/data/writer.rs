@@ -2,6 +2,9 @@
 //! by its own thread. A shard is written under a hidden temporary name and
 //! renamed when complete, so an interrupted run never leaves a shard that looks
 //! complete; `dataset.json` is written last and marks the dataset as whole.
+//! From the start of a write until then, [`IN_PROGRESS_FILE`] marks the
+//! directory, so a run killed outright (SIGKILL, a crash, a power cut) is
+//! recognised by the next one, which refuses the directory until `--overwrite`.
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -14,7 +17,9 @@ use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 
+use super::interrupt;
 use super::io::temp_path;
+use super::manifest::{now_rfc3339, DatasetManifest, MANIFEST_FILE};
 use crate::error::{DataError, Result};
 
 /// The three splits, in this order everywhere.
@@ -157,18 +162,33 @@ pub struct DatasetWriter {
     handles: Vec<JoinHandle<Result<Vec<ShardInfo>>>>,
 }
 
-/// Refuse an output directory that already holds a dataset, or with
-/// `overwrite` remove that dataset's manifest, stats and shards.
+/// Written into the output directory when a dataset write starts (the pid,
+/// the command line and the start time, as JSON) and removed only once
+/// `dataset.json` is in place. A directory holding it, or holding split
+/// directories without `dataset.json`, is what an interrupted run left.
+pub const IN_PROGRESS_FILE: &str = "in-progress.json";
+
+/// Refuse an output directory that already holds a dataset or the remains of
+/// an interrupted run, or with `overwrite` remove them: the manifest, stats,
+/// shards, temporary files and the in-progress marker.
 fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
-    let manifest = out.join("dataset.json");
-    let has_shards = Split::ALL.iter().any(|s| out.join(s.name()).exists());
-    if manifest.exists() || has_shards {
-        if !overwrite {
+    let manifest = out.join(MANIFEST_FILE);
+    let marker = out.join(IN_PROGRESS_FILE);
+    let has_splits = Split::ALL.iter().any(|s| out.join(s.name()).exists());
+    let complete = manifest.exists();
+    let unfinished = !complete && (marker.exists() || has_splits);
+    if !overwrite {
+        if complete {
             return Err(DataError::Invalid(format!(
                 "{} already holds a dataset; choose another --out or pass --overwrite",
                 out.display()
             )));
         }
+        if unfinished {
+            return Err(DataError::Invalid(unfinished_message(out)));
+        }
+    }
+    if complete || unfinished {
         let _ = std::fs::remove_file(&manifest);
         let _ = std::fs::remove_file(out.join("stats.json"));
         for s in Split::ALL {
@@ -177,7 +197,72 @@ fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
                 std::fs::remove_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
             }
         }
+        remove_temp_files(out);
+        let _ = std::fs::remove_file(&marker);
     }
+    Ok(())
+}
+
+/// Why `out` is refused when it holds an unfinished dataset.
+fn unfinished_message(out: &Path) -> String {
+    let info: Option<serde_json::Value> = std::fs::read_to_string(out.join(IN_PROGRESS_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let pid = info.as_ref().and_then(|v| v["pid"].as_u64());
+    let started = info
+        .as_ref()
+        .and_then(|v| v["started"].as_str().map(str::to_string));
+    let when = started
+        .map(|t| format!(", started {t}"))
+        .unwrap_or_default();
+    match pid {
+        Some(pid) if pid != u64::from(std::process::id()) && process_alive(pid) => format!(
+            "{}: a conversion (pid {pid}{when}) is still writing here, or was interrupted \
+             and its pid is in use again; wait for it, or pass --overwrite to replace its \
+             partial shards",
+            out.display()
+        ),
+        Some(pid) => format!(
+            "{}: an interrupted conversion (pid {pid}{when}) left partial shards and no \
+             {MANIFEST_FILE}; use --overwrite to remove them and convert again",
+            out.display()
+        ),
+        None => format!(
+            "{}: an interrupted conversion left partial shards and no {MANIFEST_FILE}; \
+             use --overwrite to remove them and convert again",
+            out.display()
+        ),
+    }
+}
+
+/// Whether a process of that id exists (Linux: under /proc; elsewhere: unknown,
+/// taken as not).
+fn process_alive(pid: u64) -> bool {
+    let proc = Path::new("/proc");
+    proc.join("self").exists() && proc.join(pid.to_string()).exists()
+}
+
+/// Mark `out` as being written (see [`IN_PROGRESS_FILE`]).
+fn write_marker(out: &Path) -> Result<()> {
+    let info = serde_json::json!({
+        "pid": std::process::id(),
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "started": now_rfc3339(),
+    });
+    let path = out.join(IN_PROGRESS_FILE);
+    std::fs::write(&path, format!("{info:#}\n")).map_err(|e| DataError::io(&path, e))
+}
+
+/// Write `dataset.json`, which marks the dataset in `out` as whole, then
+/// remove the in-progress marker. Ends with an "interrupted" error instead if
+/// SIGINT or SIGTERM came (see [`interrupt`](super::interrupt)); on any error
+/// the shards are removed.
+pub fn commit(out: &Path, manifest: &DatasetManifest) -> Result<()> {
+    if let Err(e) = interrupt::check().and_then(|()| manifest.save(out)) {
+        remove_shards(out);
+        return Err(e);
+    }
+    let _ = std::fs::remove_file(out.join(IN_PROGRESS_FILE));
     Ok(())
 }
 
@@ -195,6 +280,7 @@ impl DatasetWriter {
         }
         std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
         prepare_output(out, overwrite)?;
+        write_marker(out)?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(opts.row_group_rows))
@@ -301,9 +387,29 @@ impl Drop for DatasetWriter {
     }
 }
 
+/// Remove what an unfinished write left in `out`: the split directories (with
+/// their temporary shards), temporary files and the in-progress marker.
 fn remove_shards(out: &Path) {
     for s in Split::ALL {
         let _ = std::fs::remove_dir_all(out.join(s.name()));
+    }
+    remove_temp_files(out);
+    let _ = std::fs::remove_file(out.join(IN_PROGRESS_FILE));
+}
+
+/// Temporary files of this layout's files ([`temp_path`] names), by any pid.
+fn remove_temp_files(out: &Path) {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = [MANIFEST_FILE, "stats.json", IN_PROGRESS_FILE]
+            .iter()
+            .any(|f| name.starts_with(&format!(".{f}.")));
+        if ours && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

@@ -20,10 +20,11 @@ use rocket::serde::json::Json;
 use rocket::{Request, Response, State};
 use serde_json::{json, Map, Value};
 use tch::{CModule, Device, Kind, Tensor};
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::export::{BundleMetadata, FORMAT_LIGHTGBM, FORMAT_TORCHSCRIPT};
-use super::history::{Feedback, OnlineHistory};
-use super::predlog::{PredLog, Record, Target};
+use super::history::{Feedback, HistoryOptions, OnlineHistory};
+use super::predlog::{PredLog, PredLogOptions, Record, Target};
 use crate::data::io::read_json;
 use crate::data::parse::parse_rfc3339;
 use crate::data::schema::ColumnKind;
@@ -56,11 +57,42 @@ pub struct ServeConfig {
     pub predlog_table: String,
     /// Records the log's queue holds before new ones are dropped (and counted).
     pub predlog_queue: usize,
+    /// Bytes the queued records may hold before new ones are dropped (and
+    /// counted), so a database that is down cannot exhaust memory.
+    pub predlog_queue_bytes: usize,
+    /// Where records the database refuses are appended (JSON lines); empty:
+    /// beside a SQLite file, `logs/predlog.rejected.jsonl` for PostgreSQL;
+    /// `off`: dropped and counted only.
+    pub predlog_dead_letter: String,
     /// Where models with history inputs keep their counters:
     /// `<history_dir>/<name>/<version>/{history.state,feedback.log}`.
     pub history_dir: PathBuf,
     /// Feedback events between snapshots of the counters.
     pub history_snapshot_every: u64,
+    /// When set (here or in `CTR_DL_FEEDBACK_TOKEN`), `/feedback` requires
+    /// `Authorization: Bearer <token>` and answers 401 without it.
+    pub feedback_token: String,
+    /// Feedback events older than this many seconds (by their time column)
+    /// are refused.
+    pub feedback_max_age_s: u64,
+    /// Feedback events more than this many seconds ahead of the server's
+    /// clock are refused.
+    pub feedback_max_ahead_s: u64,
+    /// A feedback event whose `event_id` was seen less than this many
+    /// seconds ago is a duplicate (a retried batch) and is skipped.
+    pub feedback_dedupe_s: u64,
+    /// The most event ids remembered per model for that.
+    pub feedback_dedupe_max: usize,
+    /// Seconds a client has to send a request's head (line and headers);
+    /// past it the connection is closed. An idle keep-alive connection
+    /// waits at most this long for its next request, too.
+    pub header_read_timeout_s: f64,
+    /// Seconds a client has to send a request's body (408 past it).
+    pub body_read_timeout_s: f64,
+    /// Connections served at once; one more is answered 503 and closed.
+    /// 0: the process's open-file limit less 64 (for the models, the logs and
+    /// the database).
+    pub max_connections: usize,
 }
 
 impl Default for ServeConfig {
@@ -77,8 +109,18 @@ impl Default for ServeConfig {
             predlog: "logs/predictions.sqlite".into(),
             predlog_table: "predictions".into(),
             predlog_queue: 100_000,
+            predlog_queue_bytes: 256 << 20,
+            predlog_dead_letter: String::new(),
             history_dir: PathBuf::from("history"),
             history_snapshot_every: 100_000,
+            feedback_token: String::new(),
+            feedback_max_age_s: 7 * 24 * 3600,
+            feedback_max_ahead_s: 300,
+            feedback_dedupe_s: 3600,
+            feedback_dedupe_max: 1_000_000,
+            header_read_timeout_s: 10.0,
+            body_read_timeout_s: 30.0,
+            max_connections: 0,
         }
     }
 }
@@ -90,6 +132,78 @@ impl ServeConfig {
             path: path.into(),
             message: e.to_string(),
         })
+    }
+
+    /// [`max_connections`](Self::max_connections), with 0 resolved from the
+    /// open-file limit.
+    pub fn connection_limit(&self) -> usize {
+        if self.max_connections > 0 {
+            return self.max_connections;
+        }
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct it is given.
+        let files = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            lim.rlim_cur
+        } else {
+            1024
+        };
+        (files.min(1 << 20) as usize).saturating_sub(64).max(16)
+    }
+
+    /// How served models keep their history counters.
+    pub fn history_options(&self) -> HistoryOptions {
+        HistoryOptions {
+            snapshot_every: self.history_snapshot_every,
+            dedupe_s: self.feedback_dedupe_s,
+            dedupe_max: self.feedback_dedupe_max,
+        }
+    }
+
+    /// The feedback token: the config's, else `CTR_DL_FEEDBACK_TOKEN`'s.
+    pub fn feedback_token(&self) -> Option<String> {
+        Some(self.feedback_token.clone())
+            .filter(|t| !t.is_empty())
+            .or_else(|| std::env::var("CTR_DL_FEEDBACK_TOKEN").ok())
+            .filter(|t| !t.is_empty())
+    }
+}
+
+/// The window of event times `/feedback` takes, in ms around now.
+#[derive(Debug, Clone, Copy)]
+pub struct EventWindow {
+    pub max_age_ms: i64,
+    pub max_ahead_ms: i64,
+}
+
+impl EventWindow {
+    /// Every event time: for replaying logged events, whatever their age.
+    pub const ANY: EventWindow = EventWindow {
+        max_age_ms: i64::MAX,
+        max_ahead_ms: i64::MAX,
+    };
+
+    fn check(&self, column: &str, t: i64) -> ApiResult<()> {
+        let now = now_ms();
+        let show = |t: i64| {
+            chrono::DateTime::from_timestamp_millis(t).map_or(t.to_string(), |d| d.to_rfc3339())
+        };
+        if t < now.saturating_sub(self.max_age_ms) || t > now.saturating_add(self.max_ahead_ms) {
+            return Err(ApiError::bad(
+                column,
+                format!(
+                    "field `{column}`: the event time {} is outside the window the server takes \
+                     ({} s back to {} s ahead of its clock, {})",
+                    show(t),
+                    self.max_age_ms / 1000,
+                    self.max_ahead_ms / 1000,
+                    show(now)
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -120,7 +234,7 @@ impl Bundle {
     /// Load a bundle; history counters, if the model has them, start from
     /// the bundle's own state and are kept in memory only.
     pub fn load(dir: &Path, device: Device) -> Result<Bundle> {
-        Bundle::load_with_history(dir, device, None, 1)
+        Bundle::load_with_history(dir, device, None, &HistoryOptions::default())
     }
 
     /// Load a bundle whose history counters (if any) are snapshotted and
@@ -129,9 +243,18 @@ impl Bundle {
         dir: &Path,
         device: Device,
         history_root: Option<&Path>,
-        snapshot_every: u64,
+        history: &HistoryOptions,
     ) -> Result<Bundle> {
         let meta: BundleMetadata = read_json(&dir.join("metadata.json"))?;
+        for (what, v) in [("name", &meta.name), ("version", &meta.version)] {
+            if !plain_component(v) {
+                return Err(DataError::Invalid(format!(
+                    "{}: {what} {v:?} is not a plain folder name (letters, digits, `.`, `_`, `-`; \
+                     not `.` or `..`)",
+                    dir.join("metadata.json").display()
+                )));
+            }
+        }
         let map = FeatureMap::load(&dir.join("features.json"))?;
         let history = match &map.history {
             Some(spec) => Some(OnlineHistory::open(
@@ -140,13 +263,24 @@ impl Bundle {
                 history_root
                     .map(|r| r.join(&meta.name).join(&meta.version))
                     .as_deref(),
-                snapshot_every,
+                history,
             )?),
             None => None,
         };
         let scorer = match meta.format.as_str() {
             FORMAT_TORCHSCRIPT => {
                 let model_pt = dir.join("model.pt");
+                if !model_pt.is_file() {
+                    return Err(DataError::Invalid(format!(
+                        "{}: {}",
+                        model_pt.display(),
+                        if model_pt.exists() {
+                            "not a file"
+                        } else {
+                            "missing"
+                        }
+                    )));
+                }
                 Scorer::Torch(CModule::load_on_device(&model_pt, device).map_err(|e| {
                     DataError::Invalid(format!("{}: libtorch: {e}", model_pt.display()))
                 })?)
@@ -295,7 +429,11 @@ impl Bundle {
 
     /// One `/feedback` event for this model's counters: its key hashes, time
     /// (the time column, else now) and `clicked` (0/1 or a boolean).
-    pub fn feedback_event(&self, obj: &Map<String, Value>) -> ApiResult<Feedback> {
+    pub fn feedback_event(
+        &self,
+        obj: &Map<String, Value>,
+        window: EventWindow,
+    ) -> ApiResult<Feedback> {
         let h = self.history.as_ref().ok_or_else(|| {
             ApiError::bad(
                 "model",
@@ -326,12 +464,32 @@ impl Bundle {
                 ))
             }
         };
-        let vals = self.raw_values(obj, &["clicked", "model", "version"])?;
+        let id = match obj.get("event_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.is_empty() => Some(xxh3_64(s.as_bytes())),
+            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => {
+                Some(xxh3_64(n.to_string().as_bytes()))
+            }
+            Some(v) => {
+                return Err(ApiError::bad(
+                    "event_id",
+                    format!(
+                        "field `event_id`: expected a non-empty string or an integer, got {}",
+                        type_name(v)
+                    ),
+                ))
+            }
+        };
+        let vals = self.raw_values(obj, &["clicked", "event_id", "model", "version"])?;
+        if let Some(RawValue::TimeMs(t)) = vals.get(h.spec.time_column.as_str()) {
+            window.check(&h.spec.time_column, *t)?;
+        }
         let get = |c: &str| vals.get(c).copied().unwrap_or(RawValue::Missing);
         Ok(Feedback {
             time: event_time(&h.spec.time_column, &vals),
             hashes: h.hashes(get),
             clicked,
+            id,
         })
     }
 
@@ -362,6 +520,16 @@ impl Bundle {
         }
         Ok(vals)
     }
+}
+
+/// A name or version that is safe as one path component.
+pub fn plain_component(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// An event's time in ms: its time column, else the server's clock.
@@ -716,6 +884,18 @@ impl Metrics {
                     load(&st.dropped),
                 ),
                 (
+                    "ctr_predlog_queued_bytes",
+                    "gauge",
+                    "Bytes of the prediction-log records waiting to be written.",
+                    log.queued_bytes() as u64,
+                ),
+                (
+                    "ctr_predlog_rejected_total",
+                    "counter",
+                    "Prediction-log records the database refused (set aside in the dead-letter file).",
+                    load(&st.rejected),
+                ),
+                (
                     "ctr_predlog_write_errors_total",
                     "counter",
                     "Failed connections and writes of the prediction log.",
@@ -743,6 +923,11 @@ pub struct Server {
     pub metrics: Metrics,
     pub config: ServeConfig,
     pub predlog: Option<PredLog>,
+    /// Bundles that did not load: their folder (relative to the models
+    /// folder) and why.
+    pub skipped: Vec<(String, String)>,
+    /// `/feedback`'s bearer token, when one is set.
+    feedback_token: Option<String>,
     next_id: AtomicU64,
     started: u64,
 }
@@ -752,24 +937,63 @@ impl Server {
     /// on stderr and skipped) and start the inference threads.
     pub fn load(config: ServeConfig) -> Result<Server> {
         let device = crate::device::resolve_device(&config.device).map_err(DataError::Invalid)?;
-        let dirs = bundle_dirs(&config.models, config.all_versions)?;
-        let mut bundles = Vec::new();
-        for dir in &dirs {
-            match Bundle::load_with_history(
-                dir,
-                device,
-                Some(&config.history_dir),
-                config.history_snapshot_every,
-            ) {
-                Ok(b) => bundles.push(Arc::new(b)),
-                Err(e) => eprintln!("serve: skipping {}: {e}", dir.display()),
+        let names = bundle_versions(&config.models)?;
+        let found: usize = names.iter().map(Vec::len).sum();
+        let mut bundles: Vec<Arc<Bundle>> = Vec::new();
+        let mut skipped = Vec::new();
+        for versions in &names {
+            // Newest first; without `all_versions`, the newest that loads.
+            for dir in versions.iter().rev() {
+                let shown = shown_path(&config.models, dir);
+                let loaded = Bundle::load_with_history(
+                    dir,
+                    device,
+                    Some(&config.history_dir),
+                    &config.history_options(),
+                )
+                .and_then(|b| {
+                    match bundles
+                        .iter()
+                        .find(|o| o.name == b.name && o.version == b.version)
+                    {
+                        Some(o) => Err(DataError::Invalid(format!(
+                            "its metadata names {}/{}, which {} already serves",
+                            b.name,
+                            b.version,
+                            shown_path(&config.models, &o.dir)
+                        ))),
+                        None => Ok(b),
+                    }
+                });
+                match loaded {
+                    Ok(b) => {
+                        if let Some(newer) = skipped
+                            .last()
+                            .filter(|_: &&(String, String)| !config.all_versions)
+                        {
+                            if newer.0.starts_with(&format!("{}/", b.name)) {
+                                eprintln!(
+                                    "serve: serving {}/{} instead, the newest version that loads",
+                                    b.name, b.version
+                                );
+                            }
+                        }
+                        bundles.push(Arc::new(b));
+                        if !config.all_versions {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("serve: skipping {shown}: {e}");
+                        skipped.push((shown, e.to_string()));
+                    }
+                }
             }
         }
         if bundles.is_empty() {
             return Err(DataError::Invalid(format!(
-                "{}: no model bundle could be loaded ({} found); `ctr-dl export` writes them",
+                "{}: no model bundle could be loaded ({found} found); `ctr-dl export` writes them",
                 config.models.display(),
-                dirs.len()
             )));
         }
         let cores = std::thread::available_parallelism()
@@ -788,17 +1012,31 @@ impl Server {
             .unwrap_or(0);
         let predlog = match config.predlog.as_str() {
             "" | "off" | "none" => None,
-            t => Some(PredLog::start(
-                Target::parse(t),
-                &config.predlog_table,
-                config.predlog_queue,
-            )?),
+            t => {
+                let target = Target::parse(t);
+                let dead_letter = match config.predlog_dead_letter.as_str() {
+                    "off" | "none" => None,
+                    "" => Some(target.default_dead_letter()),
+                    p => Some(PathBuf::from(p)),
+                };
+                Some(PredLog::start_with(
+                    target,
+                    &config.predlog_table,
+                    PredLogOptions {
+                        capacity: config.predlog_queue,
+                        max_bytes: config.predlog_queue_bytes,
+                        dead_letter,
+                    },
+                )?)
+            }
         };
         Ok(Server {
             bundles,
             pool: Pool::new(workers),
             metrics: Metrics::default(),
             predlog,
+            skipped,
+            feedback_token: config.feedback_token(),
             config,
             next_id: AtomicU64::new(0),
             started,
@@ -887,33 +1125,49 @@ fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-/// `<root>/<name>/<version>/` directories holding a `model.pt` (or a
-/// LightGBM `model.lgb`): the latest
-/// version of each name, or every version.
-pub fn bundle_dirs(root: &Path, all_versions: bool) -> Result<Vec<PathBuf>> {
+/// The version folders of each model name under `root`, oldest first: every
+/// `<root>/<name>/<version>/` (not hidden) that holds `metadata.json`, a
+/// `model.pt` or a `model.lgb` of any kind, so a broken bundle is reported
+/// when it fails to load rather than passed over in silence.
+pub fn bundle_versions(root: &Path) -> Result<Vec<Vec<PathBuf>>> {
     let mut out = Vec::new();
     let names = std::fs::read_dir(root).map_err(|e| DataError::io(root, e))?;
     let mut names: Vec<PathBuf> = names
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     names.sort();
     for name in names {
         let mut versions: Vec<(String, PathBuf)> = std::fs::read_dir(&name)
             .map_err(|e| DataError::io(&name, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join("model.pt").is_file() || p.join(crate::gbdt::MODEL_FILE).is_file())
+            .filter(|p| {
+                ["metadata.json", "model.pt", crate::gbdt::MODEL_FILE]
+                    .iter()
+                    .any(|f| p.join(f).exists())
+            })
             .filter_map(|p| Some((p.file_name()?.to_str()?.to_string(), p.clone())))
             .filter(|(v, _)| !v.starts_with('.'))
             .collect();
         versions.sort_by(|a, b| version_order(&a.0, &b.0));
-        if all_versions {
-            out.extend(versions.into_iter().map(|v| v.1));
-        } else if let Some(last) = versions.pop() {
-            out.push(last.1);
+        if !versions.is_empty() {
+            out.push(versions.into_iter().map(|v| v.1).collect());
         }
     }
     Ok(out)
+}
+
+/// A bundle folder as shown to clients and logs: relative to the models
+/// folder (never an absolute path).
+fn shown_path(models: &Path, dir: &Path) -> String {
+    dir.strip_prefix(models)
+        .unwrap_or(dir)
+        .display()
+        .to_string()
 }
 
 /// 200 with the value, or the error's status and JSON.
@@ -924,19 +1178,88 @@ fn answer(r: ApiResult<Value>) -> (Status, Json<Value>) {
     }
 }
 
+/// JSON routes take JSON bodies only (`application/json` or a `+json`
+/// type): a `text/plain` or form body, which any web page may post
+/// cross-origin without a preflight, is answered 415.
+fn json_only(ct: Option<&ContentType>) -> ApiResult<()> {
+    match ct {
+        Some(ct) if ct.is_json() || ct.sub().as_str().ends_with("+json") => Ok(()),
+        Some(ct) => Err(ApiError::new(
+            Status::UnsupportedMediaType,
+            format!("Content-Type {ct}: this route takes application/json"),
+        )),
+        None => Err(ApiError::new(
+            Status::UnsupportedMediaType,
+            "no Content-Type: this route takes application/json",
+        )),
+    }
+}
+
+/// The request's `Authorization` header, for `/feedback`.
+pub struct Authorization(Option<String>);
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for Authorization {
+    type Error = std::convert::Infallible;
+    async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
+        rocket::request::Outcome::Success(Authorization(
+            req.headers().get_one("Authorization").map(str::to_string),
+        ))
+    }
+}
+
+/// Check a bearer token against the configured one in constant time.
+fn authorized(expected: Option<&str>, got: &Authorization) -> ApiResult<()> {
+    let Some(want) = expected else { return Ok(()) };
+    let given = got
+        .0
+        .as_deref()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = want.len() == given.len()
+        && want
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Status::Unauthorized,
+            "/feedback needs `Authorization: Bearer <feedback_token>`",
+        ))
+    }
+}
+
 /// The body as a JSON object; `shape` says what it should have been.
-async fn read_object(data: Data<'_>, limit: u64, shape: &str) -> ApiResult<Map<String, Value>> {
-    match read_body(data, limit).await? {
+async fn read_object(
+    data: Data<'_>,
+    config: &ServeConfig,
+    shape: &str,
+) -> ApiResult<Map<String, Value>> {
+    let timeout = std::time::Duration::from_secs_f64(config.body_read_timeout_s.max(0.001));
+    match read_body(data, config.max_body_bytes, timeout).await? {
         Value::Object(obj) => Ok(obj),
         _ => Err(ApiError::new(Status::BadRequest, shape)),
     }
 }
 
-async fn read_body(data: Data<'_>, limit: u64) -> ApiResult<Value> {
-    let body = data
-        .open(limit.bytes())
-        .into_string()
+/// The body as JSON: at most `limit` bytes (413 past it), arrived within
+/// `timeout` (408 otherwise, so a client that sends its body slowly cannot
+/// hold a connection).
+async fn read_body(data: Data<'_>, limit: u64, timeout: std::time::Duration) -> ApiResult<Value> {
+    let body = rocket::tokio::time::timeout(timeout, data.open(limit.bytes()).into_string())
         .await
+        .map_err(|_| {
+            ApiError::new(
+                Status::RequestTimeout,
+                format!(
+                    "the body did not arrive within {} s (body_read_timeout_s)",
+                    timeout.as_secs_f64()
+                ),
+            )
+        })?
         .map_err(|e| ApiError::new(Status::BadRequest, format!("reading the body: {e}")))?;
     if !body.is_complete() {
         return Err(ApiError::new(
@@ -1028,12 +1351,17 @@ async fn predict(
 }
 
 #[rocket::post("/predict_ctr", data = "<data>")]
-async fn predict_ctr(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<Value>) {
+async fn predict_ctr(
+    data: Data<'_>,
+    ct: Option<&ContentType>,
+    server: &State<Arc<Server>>,
+) -> (Status, Json<Value>) {
     let started = Instant::now();
     let r: ApiResult<Value> = async {
+        json_only(ct)?;
         let obj = read_object(
             data,
-            server.config.max_body_bytes,
+            &server.config,
             "the body must be a JSON object of raw fields",
         )
         .await?;
@@ -1055,12 +1383,17 @@ async fn predict_ctr(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Js
 }
 
 #[rocket::post("/batch_predict", data = "<data>")]
-async fn batch_predict(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<Value>) {
+async fn batch_predict(
+    data: Data<'_>,
+    ct: Option<&ContentType>,
+    server: &State<Arc<Server>>,
+) -> (Status, Json<Value>) {
     let started = Instant::now();
     let r: ApiResult<Value> = async {
+        json_only(ct)?;
         let obj = read_object(
             data,
-            server.config.max_body_bytes,
+            &server.config,
             "the body must be a JSON object {\"instances\": [...]}",
         )
         .await?;
@@ -1113,17 +1446,37 @@ async fn batch_predict(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, 
 /// counters gets them (each reads its own key columns; a field no target
 /// model reads is an error, as in a prediction).
 #[rocket::post("/feedback", data = "<data>")]
-async fn feedback(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<Value>) {
+async fn feedback(
+    data: Data<'_>,
+    ct: Option<&ContentType>,
+    auth: Authorization,
+    server: &State<Arc<Server>>,
+) -> (Status, Json<Value>) {
     let r: ApiResult<Value> = async {
+        authorized(server.feedback_token.as_deref(), &auth)?;
+        json_only(ct)?;
         let obj = read_object(
             data,
-            server.config.max_body_bytes,
+            &server.config,
             "the body must be a JSON object {\"events\": [...]}",
         )
         .await?;
         let events = list_body(&obj, "events", "feedback", server.config.max_batch)?;
+        let ms = |s: u64| i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000);
+        let window = EventWindow {
+            max_age_ms: ms(server.config.feedback_max_age_s),
+            max_ahead_ms: ms(server.config.feedback_max_ahead_s),
+        };
         let targets: Vec<Arc<Bundle>> = match str_field(&obj, "model")? {
             Some(m) => vec![server.pick(Some(m), str_field(&obj, "version")?)?],
+            None if str_field(&obj, "version")?.is_some() => {
+                return Err(ApiError::bad(
+                    "version",
+                    "`version` names a version of one model: give `model` too (without \
+                     both, every model that keeps counters gets the events)"
+                        .into(),
+                ))
+            }
             None => server
                 .bundles
                 .iter()
@@ -1148,7 +1501,7 @@ async fn feedback(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<
                         format!("events[{i}]: expected an object, got {}", type_name(e)),
                     ));
                 };
-                list.push(b.feedback_event(o).map_err(|mut err| {
+                list.push(b.feedback_event(o, window).map_err(|mut err| {
                     err.message = format!("events[{i}]: {}", err.message);
                     err.field = err.field.map(|f| format!("events[{i}].{f}"));
                     err
@@ -1159,13 +1512,19 @@ async fn feedback(data: Data<'_>, server: &State<Arc<Server>>) -> (Status, Json<
         let mut models = Vec::new();
         for (b, list) in targets.iter().zip(per_model) {
             let h = b.history.as_ref().expect("checked by feedback_event");
-            let seq = h
+            let done = h
                 .feedback(&list)
                 .map_err(|e| ApiError::new(Status::InternalServerError, e.to_string()))?;
-            models.push(json!({"model": b.name, "version": b.version, "events": seq}));
+            models.push(json!({
+                "model": b.name,
+                "version": b.version,
+                "events": done.seq,
+                "applied": done.applied,
+                "duplicates": done.duplicates,
+            }));
             server.metrics.feedback.add(
                 format!("model=\"{}\",version=\"{}\"", b.name, b.version),
-                list.len() as u64,
+                done.applied,
             );
         }
         Ok(json!({"accepted": events.len(), "models": models}))
@@ -1192,7 +1551,7 @@ fn model_info(server: &State<Arc<Server>>) -> Json<Value> {
                 "name": b.name,
                 "version": b.version,
                 "kind": b.meta.model,
-                "dir": b.dir,
+                "dir": shown_path(&server.config.models, &b.dir),
                 "device": format!("{:?}", b.device()),
                 "format": b.meta.format,
                 "run": b.meta.run,
@@ -1212,6 +1571,7 @@ fn model_info(server: &State<Arc<Server>>) -> Json<Value> {
         .collect();
     Json(json!({
         "models": models,
+        "skipped": server.skipped.iter().map(|(dir, why)| json!({"dir": dir, "error": why})).collect::<Vec<_>>(),
         "workers": server.pool.workers,
         "predlog": server.predlog.as_ref().map(|l| json!({"target": l.target.describe(), "table": l.table})),
     }))
@@ -1270,7 +1630,10 @@ pub fn rocket(server: Arc<Server>) -> rocket::Rocket<rocket::Build> {
         .merge(("address", server.config.address.clone()))
         .merge(("port", server.config.port))
         .merge(("log_level", rocket::config::LogLevel::Critical))
-        .merge(("cli_colors", false));
+        .merge(("cli_colors", false))
+        // Read by the patched Rocket (vendor/rocket/PATCHES.md).
+        .merge(("header_read_timeout", server.config.header_read_timeout_s))
+        .merge(("max_connections", server.config.connection_limit()));
     rocket::custom(figment)
         .manage(server.clone())
         .attach(RequestMetrics(server))
@@ -1291,6 +1654,7 @@ pub fn rocket(server: Arc<Server>) -> rocket::Rocket<rocket::Build> {
 /// Load the bundles and serve until SIGINT or SIGTERM (in-flight requests
 /// finish first).
 pub fn serve(config: ServeConfig) -> Result<()> {
+    super::logging::init();
     let server = Arc::new(Server::load(config)?);
     for b in &server.bundles {
         println!(
@@ -1299,7 +1663,22 @@ pub fn serve(config: ServeConfig) -> Result<()> {
             b.version,
             b.meta.model,
             b.map.num_fields(),
-            b.dir.display()
+            shown_path(&server.config.models, &b.dir)
+        );
+    }
+    let loopback = server
+        .config
+        .address
+        .parse::<std::net::IpAddr>()
+        .map_or(server.config.address == "localhost", |ip| ip.is_loopback());
+    if !loopback
+        && server.feedback_token.is_none()
+        && server.bundles.iter().any(|b| b.history.is_some())
+    {
+        eprintln!(
+            "serve: warning: binding {} with no feedback_token (or CTR_DL_FEEDBACK_TOKEN): \
+             anyone who can reach the port can change the history counters through /feedback",
+            server.config.address
         );
     }
     println!(

@@ -76,6 +76,12 @@ pub struct RunState {
     pub wait_seconds: f64,
     pub finished: bool,
     pub stopped_early: bool,
+    /// Checksums of the checkpoint files (`best.safetensors`,
+    /// `last.safetensors`, `optimizer.safetensors`) as written with this
+    /// state, verified before `--resume` and export read them. Empty in a
+    /// state written before checksums were kept (nothing is verified then).
+    #[serde(default)]
+    pub checksums: std::collections::BTreeMap<String, String>,
 }
 
 /// `run.json`: what a run was made from.
@@ -175,8 +181,9 @@ impl Loaded {
         self.vs.variables().values().map(|t| t.numel() as i64).sum()
     }
 
-    /// Save all variables (batch-norm statistics included) as safetensors.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// Save all variables (batch-norm statistics included) as safetensors;
+    /// returns the file's checksum.
+    pub fn save(&self, path: &Path) -> Result<String> {
         let vars: Vec<(String, Tensor)> = sorted(self.vs.variables());
         save_tensors(path, &vars)
     }
@@ -259,8 +266,46 @@ pub(crate) fn torch_err(path: &Path, e: tch::TchError) -> DataError {
     DataError::Invalid(format!("{}: libtorch: {e}", path.display()))
 }
 
-/// Write named tensors as safetensors, atomically.
-pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+/// The checksum kept for a checkpoint file: its xxh3-128, as
+/// `xxh3-128:<hex>` (for damage on disk, not for tampering).
+pub fn file_checksum(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| DataError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("xxh3-128:{:032x}", h.digest128()))
+}
+
+/// Check checkpoint file `name` in `dir` against the checksum `state` holds
+/// for it (none held: nothing to check).
+pub fn verify_checkpoint(dir: &Path, name: &str, state: &RunState) -> Result<()> {
+    let Some(want) = state.checksums.get(name) else {
+        return Ok(());
+    };
+    let path = dir.join(name);
+    let got = file_checksum(&path)?;
+    if &got != want {
+        return Err(DataError::Invalid(format!(
+            "{}: its checksum ({got}) is not the one state.json holds ({want}): the file \
+             was damaged, or replaced, after step {} was checkpointed (or the run was \
+             killed while writing it); train again without --resume",
+            path.display(),
+            state.step
+        )));
+    }
+    Ok(())
+}
+
+/// Write named tensors as safetensors, atomically; returns the file's
+/// checksum.
+pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<String> {
     // tch picks the format from the extension, so the temporary keeps it.
     let tmp = path.with_file_name(format!(
         ".{}.{}.tmp.safetensors",
@@ -272,10 +317,14 @@ pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
         .map(|(n, t)| (n.clone(), t.to(Device::Cpu)))
         .collect();
     Tensor::write_safetensors(&cpu, &tmp).map_err(|e| torch_err(path, e))?;
+    let sum = file_checksum(&tmp).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         DataError::io(path, e)
-    })
+    })?;
+    Ok(sum)
 }
 
 pub(crate) fn git_commit() -> Option<String> {
@@ -436,6 +485,13 @@ impl Trainer {
         let mut opt = Optimizer::new(net.trainable(), OptimizerConfig::from(&cfg.train));
         let state = match resumed {
             Some((info, state)) => {
+                for name in [
+                    "last.safetensors",
+                    "optimizer.safetensors",
+                    "best.safetensors",
+                ] {
+                    verify_checkpoint(&info.checkpoints, name, &state)?;
+                }
                 net.load(&info.checkpoints.join("last.safetensors"))?;
                 let path = info.checkpoints.join("optimizer.safetensors");
                 let saved = Tensor::read_safetensors(&path).map_err(|e| torch_err(&path, e))?;
@@ -711,7 +767,8 @@ impl Trainer {
             self.state.best_step = self.state.step;
             self.state.best_epoch = epoch;
             self.state.bad_evals = 0;
-            self.net.save(&self.ckpt_dir.join("best.safetensors"))?;
+            let sum = self.net.save(&self.ckpt_dir.join("best.safetensors"))?;
+            self.state.checksums.insert("best.safetensors".into(), sum);
         } else {
             self.state.bad_evals += 1;
             let lr = (self.state.lr * c.lr_decay).max(c.min_lr.min(self.state.lr));
@@ -758,11 +815,15 @@ impl Trainer {
         self.state.evals.push(record);
         // The checkpoint: weights and optimizer first, the state that names
         // them last, and the torch generator reseeded at the boundary.
-        self.net.save(&self.ckpt_dir.join("last.safetensors"))?;
-        save_tensors(
+        let sum = self.net.save(&self.ckpt_dir.join("last.safetensors"))?;
+        self.state.checksums.insert("last.safetensors".into(), sum);
+        let sum = save_tensors(
             &self.ckpt_dir.join("optimizer.safetensors"),
             &self.opt.state(),
         )?;
+        self.state
+            .checksums
+            .insert("optimizer.safetensors".into(), sum);
         write_json(&self.ckpt_dir.join("state.json"), &self.state)?;
         self.write_metrics(None, None)?;
         self.tb
@@ -897,6 +958,11 @@ pub fn load_run(
         false,
     )?;
     let mut net = Loaded::build(&cfg, &ds, device);
+    let state_path = info.checkpoints.join("state.json");
+    if state_path.exists() {
+        let state: RunState = read_json(&state_path)?;
+        verify_checkpoint(&info.checkpoints, "best.safetensors", &state)?;
+    }
     net.load(&info.checkpoints.join("best.safetensors"))?;
     Ok((cfg, info, ds, net))
 }
