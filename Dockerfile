@@ -1,6 +1,7 @@
 # CPU image of the prediction service. Build stage: the README's commands
 # (scripts/setup.sh, cargo build --release --locked) against the CPU-only
-# torch wheel; runtime: the binary and the libtorch libraries it links.
+# torch wheel; runtime: the binary and the libraries it links (libtorch,
+# LightGBM's from its wheel, Debian's SQLite).
 #
 #   docker build -t ctr-dl .
 #   docker run -p 8000:8000 -v $PWD/models:/models -v $PWD/logs:/logs ctr-dl
@@ -16,11 +17,11 @@ COPY . .
 ENV TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN bash scripts/setup.sh && cargo build --release --locked --features lightgbm --bin ctr-dl \
  && mkdir -p /out/lib && cp target/release/ctr-dl /out/ \
- && cp -L .venv/libtorch/lib/*.so* /out/lib/
+ && cp -L .venv/libtorch/lib/*.so* .venv/lightgbm/lib/lib_lightgbm.so /out/lib/
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libgomp1 \
+ && apt-get install -y --no-install-recommends ca-certificates libgomp1 libsqlite3-0 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ctr-dl /usr/local/bin/ctr-dl
 COPY --from=build /out/lib/ /opt/libtorch/lib/

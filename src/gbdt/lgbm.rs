@@ -1,14 +1,130 @@
-//! A small safe layer over LightGBM's C API (`lightgbm3-sys`, LightGBM 4.7
-//! built from source). The high-level `lightgbm3::Dataset` drops the
-//! `categorical_feature` parameter, so datasets are made here from a row-major
-//! `f32` matrix with the parameter string, and training runs one boosting
-//! round at a time so the trainer can log, evaluate and stop early itself.
+//! A small safe layer over LightGBM's C API. Datasets are made here from a
+//! row-major `f32` matrix with the parameter string (so `categorical_feature`
+//! is honoured), and training runs one boosting round at a time so the
+//! trainer can log, evaluate and stop early itself.
+//!
+//! The `lightgbm` feature links the `lib_lightgbm.so` that the
+//! `lightgbm==4.7.0` wheel ships (scripts/setup.sh installs it into the
+//! project venv; build.rs links it and puts it on the rpath), so the Rust
+//! baseline and the Python package are the same library. The twenty C
+//! functions used are declared by hand in [`sys`] rather than taken from a
+//! `-sys` crate: `lightgbm3-sys`, the maintained one, compiles LightGBM's C++
+//! from source with CMake and generates its bindings with bindgen and
+//! libclang, which cost a fresh build nine minutes on one core for these
+//! declarations (issue 31).
 //!
 //! Every call that can fail returns LightGBM's own message.
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::Path;
 
-use lightgbm3_sys as sys;
+/// The part of LightGBM 4's C API (`include/LightGBM/c_api.h`) this module
+/// calls, declared as the header declares it. build.rs links the library.
+#[allow(non_snake_case)]
+mod sys {
+    use std::ffi::{c_char, c_int, c_void};
+
+    pub type DatasetHandle = *mut c_void;
+    pub type BoosterHandle = *mut c_void;
+
+    extern "C" {
+        pub fn LGBM_GetLastError() -> *const c_char;
+        pub fn LGBM_DatasetCreateFromMat(
+            data: *const c_void,
+            data_type: c_int,
+            nrow: i32,
+            ncol: i32,
+            is_row_major: c_int,
+            parameters: *const c_char,
+            reference: DatasetHandle,
+            out: *mut DatasetHandle,
+        ) -> c_int;
+        pub fn LGBM_DatasetSetField(
+            handle: DatasetHandle,
+            field_name: *const c_char,
+            field_data: *const c_void,
+            num_element: c_int,
+            data_type: c_int,
+        ) -> c_int;
+        pub fn LGBM_DatasetSetFeatureNames(
+            handle: DatasetHandle,
+            feature_names: *mut *const c_char,
+            num_feature_names: c_int,
+        ) -> c_int;
+        pub fn LGBM_DatasetFree(handle: DatasetHandle) -> c_int;
+        pub fn LGBM_BoosterCreate(
+            train_data: DatasetHandle,
+            parameters: *const c_char,
+            out: *mut BoosterHandle,
+        ) -> c_int;
+        pub fn LGBM_BoosterAddValidData(handle: BoosterHandle, valid_data: DatasetHandle) -> c_int;
+        pub fn LGBM_BoosterCreateFromModelfile(
+            filename: *const c_char,
+            out_num_iterations: *mut c_int,
+            out: *mut BoosterHandle,
+        ) -> c_int;
+        pub fn LGBM_BoosterGetNumFeature(handle: BoosterHandle, out_len: *mut c_int) -> c_int;
+        pub fn LGBM_BoosterUpdateOneIter(
+            handle: BoosterHandle,
+            produced_empty_tree: *mut c_int,
+        ) -> c_int;
+        pub fn LGBM_BoosterGetCurrentIteration(
+            handle: BoosterHandle,
+            out_iteration: *mut c_int,
+        ) -> c_int;
+        pub fn LGBM_BoosterGetEvalCounts(handle: BoosterHandle, out_len: *mut c_int) -> c_int;
+        pub fn LGBM_BoosterGetEvalNames(
+            handle: BoosterHandle,
+            len: c_int,
+            out_len: *mut c_int,
+            buffer_len: usize,
+            out_buffer_len: *mut usize,
+            out_strs: *mut *mut c_char,
+        ) -> c_int;
+        pub fn LGBM_BoosterGetEval(
+            handle: BoosterHandle,
+            data_idx: c_int,
+            out_len: *mut c_int,
+            out_results: *mut f64,
+        ) -> c_int;
+        pub fn LGBM_BoosterGetPredict(
+            handle: BoosterHandle,
+            data_idx: c_int,
+            out_len: *mut i64,
+            out_result: *mut f64,
+        ) -> c_int;
+        pub fn LGBM_BoosterRollbackOneIter(handle: BoosterHandle) -> c_int;
+        pub fn LGBM_BoosterPredictForMat(
+            handle: BoosterHandle,
+            data: *const c_void,
+            data_type: c_int,
+            nrow: i32,
+            ncol: i32,
+            is_row_major: c_int,
+            predict_type: c_int,
+            start_iteration: c_int,
+            num_iteration: c_int,
+            parameter: *const c_char,
+            out_len: *mut i64,
+            out_result: *mut f64,
+        ) -> c_int;
+        pub fn LGBM_BoosterSaveModelToString(
+            handle: BoosterHandle,
+            start_iteration: c_int,
+            num_iteration: c_int,
+            feature_importance_type: c_int,
+            buffer_len: i64,
+            out_len: *mut i64,
+            out_str: *mut c_char,
+        ) -> c_int;
+        pub fn LGBM_BoosterFeatureImportance(
+            handle: BoosterHandle,
+            num_iteration: c_int,
+            importance_type: c_int,
+            out_results: *mut f64,
+        ) -> c_int;
+        pub fn LGBM_BoosterFree(handle: BoosterHandle) -> c_int;
+    }
+}
 
 const DTYPE_FLOAT32: i32 = 0;
 const PREDICT_NORMAL: i32 = 0;
