@@ -3,7 +3,7 @@
 //! run resumed gives the metrics of the uninterrupted one, and the run
 //! directory holds what it promises (config, features, metrics, checkpoints,
 //! TensorBoard events).
-mod common;
+use crate::common;
 
 use std::path::Path;
 

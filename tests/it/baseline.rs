@@ -2,7 +2,7 @@
 //! run's, categorical fields that take effect, eval and compare reading it,
 //! and a bundle served with the same probabilities as offline.
 #![cfg(feature = "lightgbm")]
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! loaded back in Rust and in Python's `torch.jit.load`, gives the trained
 //! model's probabilities; versions number themselves; bad runs and existing
 //! bundles are refused without leaving anything behind.
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,6 +1,6 @@
 //! The converters on every shared real-data sample, on malformed input, on
 //! gzip input and on schema-driven CSV.
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Historical features through the real pipeline: the encoded history inputs
 //! equal an independent replay of the raw shards merged in time order, and
 //! they never depend on a row's own label.
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -264,7 +264,7 @@ fn serve_config(models: &Path, history: &Path) -> ServeConfig {
         history_dir: history.to_path_buf(),
         history_snapshot_every: 1_000_000,
         // The events are in 2027: the window of event times is
-        // tests/regression's subject.
+        // tests/it/regression's subject.
         feedback_max_ahead_s: u64::MAX,
         ..ServeConfig::default()
     }

@@ -1,7 +1,7 @@
 //! The prediction service in process (Rocket's local client): no train/serve
 //! skew on raw test rows, bad input answered with 4xx naming the field, a
 //! broken bundle skipped while the others serve, and the info endpoints.
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! The `ctr-dl` binary end to end: exit codes and what a user reads.
-mod common;
+use crate::common;
 
 use std::process::Command;
 

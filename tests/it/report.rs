@@ -1,7 +1,7 @@
 //! `ctr-dl report`: two tiny runs rendered into a self-contained HTML report
 //! with PNG figures, calibration saved with the runs and used by export, and
 //! clear errors (leaving no report behind) for runs it cannot compare.
-mod common;
+use crate::common;
 
 use std::path::Path;
 

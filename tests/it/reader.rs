@@ -1,6 +1,6 @@
 //! The shard reader: projection, batch sizes, and shuffling that covers every
 //! row once and is deterministic for a (seed, epoch).
-mod common;
+use crate::common;
 
 use std::path::Path;
 

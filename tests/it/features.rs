@@ -1,7 +1,7 @@
 //! The feature map: fitted on train only, the same encoding for shard batches
 //! and single requests (no train/serve skew), unseen and missing values in
 //! their slots, the Criteo x4 numeric protocol, and the encoded cache.
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

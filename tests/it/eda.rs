@@ -1,7 +1,7 @@
 //! `ctr-dl eda`: the report of a dataset whose distributions are known, its
 //! numbers against an independent count, drift where it was planted, and the
 //! errors.
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! `tensorboard` package in the project venv): every record's CRCs check out,
 //! and scalars, histograms, text and the hparams plugin data read back as
 //! written.
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! `ctr-dl features`: on a dataset with a known structure (a strong input,
 //! an exact copy of it, a weak one and pure noise), the ranking, the
 //! redundancy and the drop candidates are the ones the structure implies.
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 

@@ -1,6 +1,6 @@
 //! The simulator: bit-for-bit determinism, the realised CTR against the
 //! configured one, time order, and its Criteo-shaped output.
-mod common;
+use crate::common;
 
 use std::path::Path;
 
