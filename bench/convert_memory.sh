@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${BENCH_DIR:-/tmp/ctr-dl-bench}
 mkdir -p "$work"
-cargo build --release --locked --features lightgbm --all-targets --quiet
+cargo build --release --locked --features lightgbm --quiet
 bin=target/release/ctr-dl
 for rows in "${@:-1000000 10000000}"; do
   input=$work/criteo_${rows}/train.txt

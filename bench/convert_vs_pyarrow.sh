@@ -9,7 +9,7 @@ rows=${1:-2000000}
 work=${BENCH_DIR:-/tmp/ctr-dl-bench}
 mkdir -p "$work"
 scripts/setup.sh >/dev/null
-cargo build --release --locked --features lightgbm --all-targets --quiet
+cargo build --release --locked --features lightgbm --quiet
 bin=target/release/ctr-dl
 input=$work/criteo_${rows}/train.txt
 if [ ! -f "$input" ]; then

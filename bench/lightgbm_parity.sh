@@ -16,7 +16,7 @@ threads=${THREADS:-2}
 repeats=${REPEATS:-3}
 config=${CONFIG:-experiments/lightgbm.toml}
 bin=target/release/ctr-dl
-[ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
+[ -x "$bin" ] || cargo build --release --locked --features lightgbm
 if [ -n "${DATA:-}" ]; then
   data=$DATA
 else

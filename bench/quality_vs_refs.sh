@@ -20,7 +20,7 @@ rows=${ROWS:-1000000}
 epochs=${EPOCHS:-3}
 dir=${BENCH_DIR:-/tmp/ctr-dl-bench}/quality
 bin=target/release/ctr-dl
-[ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
+[ -x "$bin" ] || cargo build --release --locked --features lightgbm
 bash bench/install_refs.sh >/dev/null
 mkdir -p "$dir"
 data=${DATA:-}

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 rows=${ROWS:-1000000}
 models=${MODELS:-lr deepfm dcn}
 bin=target/release/ctr-dl
-[ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
+[ -x "$bin" ] || cargo build --release --locked --features lightgbm
 . bench/sim_data.sh
 data=$(sim_data "$rows" "$bin")
 stamp=$(date -u +%Y%m%d-%H%M%S)

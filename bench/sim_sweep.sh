@@ -30,7 +30,7 @@ parallel=${PARALLEL:-1}
 bin=${CTR_DL:-target/release/ctr-dl}
 base=${BENCH_DIR:-/tmp/ctr-dl-bench}
 out=$base/sweep-$rows/$(basename "$file" .txt)-$(date -u +%Y%m%d-%H%M%S)
-[ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
+[ -x "$bin" ] || cargo build --release --locked --features lightgbm
 . bench/sim_data.sh
 data=$(sim_data "$rows" "$bin")
 mkdir -p "$out/logs"

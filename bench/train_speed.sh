@@ -23,7 +23,7 @@ threads=${THREADS:-2}
 dir=${BENCH_DIR:-/tmp/ctr-dl-bench}/train-speed
 bin=${CTR_DL:-target/release/ctr-dl}
 py=${PYTHON:-.venv/bin/python}
-[ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
+[ -x "$bin" ] || cargo build --release --locked --features lightgbm
 [ "${INSTALL_REFS:-1}" = 0 ] || bash bench/install_refs.sh >/dev/null
 mkdir -p "$dir"
 if [ ! -f "$dir/criteo/dataset.json" ]; then

@@ -16,7 +16,7 @@ shift $(( $# > 2 ? 2 : $# )) || true
 values=("$@")
 [ ${#values[@]} -gt 0 ] || values=(4 8 16 32)
 bin=${CTR_DL:-target/release/ctr-dl}
-[ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
+[ -x "$bin" ] || cargo build --release --locked --features lightgbm
 stamp=$(date -u +%Y%m%d-%H%M%S)
 runs=()
 for v in "${values[@]}"; do

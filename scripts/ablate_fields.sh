@@ -19,7 +19,7 @@ exp=${1:?usage: scripts/ablate_fields.sh EXPERIMENT RUN [K]}
 run=${2:?usage: scripts/ablate_fields.sh EXPERIMENT RUN [K]}
 k=${3:-3}
 bin=${CTR_DL:-target/release/ctr-dl}
-[ -x "$bin" ] || cargo build --release --locked --features lightgbm --all-targets
+[ -x "$bin" ] || cargo build --release --locked --features lightgbm
 [ -f "$run/field_importance.json" ] || $bin features --run "$run" >/dev/null
 mapfile -t cands < <(python3 - "$run/field_importance.json" "$k" <<'PY'
 import json, sys

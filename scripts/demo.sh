@@ -9,8 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-# --all-targets: the same feature set as `cargo test`, so the two share one build.
-cargo build --release --locked --features lightgbm --all-targets
+# The binary only: `cargo test` (scripts/test.sh) builds the test binary on top
+# of the same build, with the same features, compiling nothing twice.
+cargo build --release --locked --features lightgbm
 bin=target/release/ctr-dl
 out=out/demo
 rows=${ROWS:-1000000}

@@ -18,7 +18,7 @@ tol=${TOL:-0.005}
 out=out/gpu-check
 bin=${CTR_DL:-target/release/ctr-dl}
 py=${PYTHON:-.venv/bin/python}
-[ -x "$bin" ] || { scripts/setup.sh && cargo build --release --locked --features lightgbm --all-targets; }
+[ -x "$bin" ] || { scripts/setup.sh && cargo build --release --locked --features lightgbm; }
 if ! $bin env | grep -q '"cuda_available": true'; then
   echo "gpu-check: no CUDA device visible to libtorch" >&2
   $bin env >&2
