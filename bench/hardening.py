@@ -153,7 +153,8 @@ def big_state(path, spec_keys, keys):
         for n in per:
             e = np.zeros(n, dtype=[("h", "<u8"), ("imps", "<f8"), ("clicks", "<f8"), ("recent", "<f8"),
                                    ("at", "<i8"), ("li", "<i8"), ("lc", "<i8")])
-            e["h"] = np.sort(rng.choice(2**63, size=n, replace=False).astype("<u8"))
+            # Distinct sorted hashes (np.unique sorts); a few spare draws cover collisions.
+            e["h"] = np.unique(rng.integers(0, 2**63 - 1, size=n + n // 100 + 16, dtype=np.uint64))[:n]
             e["imps"] = 10.0
             e["clicks"] = 1.0
             e["recent"] = 5.0
@@ -236,6 +237,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--cases", default="nul,rss,snapshot,slowloris")
     a = ap.parse_args()
+    # Servers run in their own temporary folders: make the binaries' paths absolute.
+    a.before, a.after = os.path.abspath(a.before), os.path.abspath(a.after)
     work = tempfile.mkdtemp()
     models = os.path.join(work, "models")
     name, version = a.bundle.rstrip("/").split("/")[-2:]

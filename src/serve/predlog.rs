@@ -458,6 +458,14 @@ struct Writer {
 }
 
 impl Writer {
+    /// Records leave the writer's hands (written, set aside or dropped): their
+    /// bytes leave the bound. A batch held while the database is down counts
+    /// against it, so the bound holds whatever the database does.
+    fn release(&self, records: &[Record]) {
+        let bytes: usize = records.iter().map(Record::bytes).sum();
+        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     /// Past the deadline `close` set.
     fn past_deadline(&self) -> bool {
         let d = self.deadline_ms.load(Ordering::Relaxed);
@@ -524,8 +532,12 @@ impl Writer {
             match write(conn, &self.table, std::slice::from_ref(&r)) {
                 Ok(()) => {
                     self.stats.written.fetch_add(1, Ordering::Relaxed);
+                    self.release(std::slice::from_ref(&r));
                 }
-                Err(WriteError::Refused(why)) => self.reject(&r, &why),
+                Err(WriteError::Refused(why)) => {
+                    self.reject(&r, &why);
+                    self.release(std::slice::from_ref(&r));
+                }
                 Err(WriteError::Lost(e)) => {
                     let mut left = vec![r];
                     left.extend(rest);
@@ -543,7 +555,10 @@ impl Writer {
         let mut reported = false;
         loop {
             if self.past_deadline() {
-                let lost = batch.len() + self.rx.len();
+                let rest: Vec<Record> = self.rx.try_iter().collect();
+                let lost = batch.len() + rest.len();
+                self.release(&batch);
+                self.release(&rest);
                 if lost > 0 {
                     self.stats.dropped.fetch_add(lost as u64, Ordering::Relaxed);
                     eprintln!(
@@ -555,7 +570,6 @@ impl Writer {
             }
             // Fill the batch: wait for the first record, then take what
             // comes within LINGER.
-            let took = batch.len();
             if batch.is_empty() && !closed {
                 match self.rx.recv() {
                     Ok(r) => batch.push(r),
@@ -570,8 +584,6 @@ impl Writer {
                     Err(RecvTimeoutError::Disconnected) => closed = true,
                 }
             }
-            let bytes: usize = batch[took..].iter().map(Record::bytes).sum();
-            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             if batch.is_empty() {
                 if closed {
                     return;
@@ -599,6 +611,7 @@ impl Writer {
                         self.stats
                             .written
                             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        self.release(&batch);
                         batch.clear();
                         Ok(())
                     }
@@ -620,7 +633,10 @@ impl Writer {
                     conn = None;
                 }
                 if self.past_deadline() {
-                    let lost = batch.len() + self.rx.len();
+                    let rest: Vec<Record> = self.rx.try_iter().collect();
+                    let lost = batch.len() + rest.len();
+                    self.release(&batch);
+                    self.release(&rest);
                     self.stats.dropped.fetch_add(lost as u64, Ordering::Relaxed);
                     eprintln!(
                         "predlog: {} stayed down at shutdown; {lost} records not written",

@@ -478,9 +478,16 @@ fn the_prediction_log_queue_is_bounded_by_bytes() {
     for i in 0..400 {
         taken += log.log(record(i, &big)) as usize;
         assert!(log.queued_bytes() <= 8 << 20, "{}", log.queued_bytes());
+        if i % 50 == 0 {
+            // The writer retries every 0.5 s and takes what is queued into
+            // its batch: the records it holds count against the bound too
+            // (in a server, 400 such requests took RSS from 452 to 868 MB
+            // with a 64 MiB bound, none dropped).
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
-    // The writer holds one batch besides the queue.
-    assert!((7..=16).contains(&taken), "{taken} records taken");
+    // About 8 MiB of 1 MiB records, queued or held by the writer.
+    assert!((7..=8).contains(&taken), "{taken} records taken");
     assert_eq!(
         log.stats.dropped.load(Ordering::Relaxed),
         400 - taken as u64
