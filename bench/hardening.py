@@ -14,6 +14,14 @@ started fresh for each case.
 - slowloris: 600 connections that send half a request, with the server's
   file limit at 512; whether /health answers, how fast, and how many of the
   half requests the server has closed 12 s after they were opened.
+- feedback: /feedback with `Content-Type: text/plain`; without the bearer
+  token when CTR_DL_FEEDBACK_TOKEN is set; with an event time of
+  9999-12-31; the same `event_id` sent twice. The status codes (and the
+  answer to the retry).
+- secrets: a `?password=` in the prediction-log URL: is it in the start-up
+  log or in /model_info, and does /model_info show absolute paths?
+- fallback: version 2 of the model with a truncated model.pt beside a good
+  version 1: which version answers /predict_ctr.
 
   .venv/bin/python bench/hardening.py --before /tmp/ctr-dl-before \\
       --after target/release/ctr-dl --bundle models/NAME/VERSION
@@ -49,10 +57,10 @@ def free_port():
     return p
 
 
-def request(port, path, body=None, timeout=30):
+def request(port, path, body=None, timeout=30, headers=None):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
-                                 headers={"Content-Type": "application/json"})
+                                 headers=headers or {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
@@ -61,7 +69,7 @@ def request(port, path, body=None, timeout=30):
 
 
 class Server:
-    def __init__(self, binary, models, config, prefix=()):
+    def __init__(self, binary, models, config, prefix=(), env=None):
         self.port = free_port()
         self.dir = tempfile.mkdtemp()
         cfg = os.path.join(self.dir, "serve.toml")
@@ -70,7 +78,8 @@ class Server:
         open(cfg, "w").write("\n".join(lines) + "\n")
         self.log = open(os.path.join(self.dir, "out.log"), "w")
         self.proc = subprocess.Popen(list(prefix) + [binary, "serve", "--config", cfg], cwd=self.dir,
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=dict(os.environ, **(env or {})))
         t0 = time.time()
         while time.time() - t0 < 120:
             if self.proc.poll() is not None:
@@ -235,6 +244,52 @@ def case_slowloris(binary, models):
             "closed_by_the_server_after_12_s": closed}
 
 
+def case_feedback(binary, models):
+    s = Server(binary, models, ['predlog = "off"'], env={"CTR_DL_FEEDBACK_TOKEN": "t0ken"})
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    event = {"user_id": "u1", "time": now, "clicked": 1}
+    auth = {"Content-Type": "application/json", "Authorization": "Bearer t0ken"}
+    plain = request(s.port, "/feedback", {"events": [event]},
+                    headers={"Content-Type": "text/plain", "Authorization": "Bearer t0ken"})[0]
+    no_token = request(s.port, "/feedback", {"events": [event]})[0]
+    future = request(s.port, "/feedback", {"events": [dict(event, time="9999-12-31T23:59:59Z")]}, headers=auth)[0]
+    retried = [request(s.port, "/feedback", {"events": [dict(event, event_id="e1")]}, headers=auth)
+               for _ in range(2)]
+    s.stop()
+    return {"text_plain": plain, "without_token": no_token, "year_9999": future,
+            "same_event_id_twice": [c for c, _ in retried], "second_answer": retried[1][1].decode()[:200]}
+
+
+def case_secrets(binary, models):
+    s = Server(binary, models, ['predlog = "postgres://postgres@127.0.0.1:1/test?password=hunter2"'])
+    info = request(s.port, "/model_info")[1].decode()
+    s.stop(limit=20)
+    log = open(s.log.name).read()
+    return {"password_in_log": "hunter2" in log, "password_in_model_info": "hunter2" in info,
+            "absolute_models_path_in_model_info": os.path.abspath(models) in info}
+
+
+def case_fallback(binary, models):
+    work = tempfile.mkdtemp()
+    name = os.listdir(models)[0]
+    version = os.listdir(os.path.join(models, name))[0]
+    good = os.path.join(work, name, "1")
+    shutil.copytree(os.path.join(models, name, version), good)
+    broken = os.path.join(work, name, "2")
+    shutil.copytree(good, broken)
+    pt = os.path.join(broken, "model.pt")
+    with open(pt, "r+b") as f:
+        f.truncate(os.path.getsize(pt) // 2)
+    try:
+        s = Server(binary, work, ['predlog = "off"'])
+    except SystemExit as e:  # the server exited at start
+        return {"predict_status": None, "version_served": None, "exit": str(e).strip().splitlines()[-1][-160:]}
+    code, body = request(s.port, "/predict_ctr", {"user_id": "u1"})
+    s.stop()
+    served = json.loads(body).get("version") if code == 200 else None
+    return {"predict_status": code, "version_served": served}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", required=True)
@@ -242,7 +297,7 @@ def main():
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--keys", type=int, default=1_500_000)
     ap.add_argument("--seconds", type=int, default=15)
-    ap.add_argument("--cases", default="nul,rss,snapshot,slowloris")
+    ap.add_argument("--cases", default="nul,rss,snapshot,slowloris,feedback,secrets,fallback")
     a = ap.parse_args()
     # Servers run in their own temporary folders: make the binaries' paths absolute.
     a.before, a.after = os.path.abspath(a.before), os.path.abspath(a.after)
@@ -261,6 +316,12 @@ def main():
             r["rss"] = case_rss(binary, models, ["predlog_queue_bytes = 67108864"] if tag == "after" else [])
         if "slowloris" in cases:
             r["slowloris"] = case_slowloris(binary, models)
+        if "feedback" in cases:
+            r["feedback"] = case_feedback(binary, models)
+        if "secrets" in cases:
+            r["secrets"] = case_secrets(binary, models)
+        if "fallback" in cases:
+            r["fallback"] = case_fallback(binary, models)
         results[tag] = r
         print(tag, json.dumps(r), file=sys.stderr)
     if "snapshot" in cases:
