@@ -393,7 +393,7 @@ fn draw(
             // Room on the right for the legend, where the lines end.
             x: (0.0, x_max * 1.4),
             y: (0.0, y_max * 1.05),
-            diagonal: false,
+            diagonal: None,
             markers: false,
             integer_x: false,
         }
@@ -507,7 +507,7 @@ fn draw(
                 y_label: "CTR",
                 x: (0.0, (n - 1) as f64),
                 y: (0.0, top * 1.15 + 1e-6),
-                diagonal: false,
+                diagonal: None,
                 markers: true,
                 integer_x: true,
             }

@@ -1,9 +1,13 @@
 //! The report's figures, drawn in Rust with plotters into PNG files. Text
 //! uses the bundled DejaVu Sans (`assets/fonts`), so nothing is needed from
-//! the system.
+//! the system. Each figure is drawn on any plotters backend (`*_on`), so the
+//! tests can read back the text a figure draws; the public functions draw
+//! into a PNG.
 use std::path::Path;
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
@@ -48,14 +52,13 @@ fn err(path: &Path, e: impl std::fmt::Display) -> DataError {
     DataError::Invalid(format!("{}: drawing failed: {e}", path.display()))
 }
 
-type Chart<'a> = ChartContext<
-    'a,
-    BitMapBackend<'a>,
-    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
->;
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// The legend box of a chart's labelled series.
-fn legend(chart: &mut Chart<'_>, at: SeriesLabelPosition) -> std::result::Result<(), String> {
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    at: SeriesLabelPosition,
+) -> std::result::Result<(), String> {
     chart
         .configure_series_labels()
         .label_font((FONT, 15))
@@ -72,14 +75,15 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-/// Lines on shared axes, with a legend; `diagonal` adds the y = x reference.
+/// Lines on shared axes, with a legend; `diagonal` adds the y = x reference
+/// line under that name in the legend (ROC's is "chance").
 pub struct LineChart<'a> {
     pub title: &'a str,
     pub x_label: &'a str,
     pub y_label: &'a str,
     pub x: (f64, f64),
     pub y: (f64, f64),
-    pub diagonal: bool,
+    pub diagonal: Option<&'a str>,
     /// Draw markers on the points (few points, e.g. per hour).
     pub markers: bool,
     /// Whole-number x labels (hours).
@@ -90,25 +94,31 @@ impl LineChart<'_> {
     pub fn draw(&self, path: &Path, series: &[Series]) -> Result<()> {
         fonts();
         let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+        self.draw_on(&root, path, series)
+    }
+
+    /// Draw on `root`; `path` names the figure in errors.
+    pub fn draw_on<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        path: &Path,
+        series: &[Series],
+    ) -> Result<()> {
         root.fill(&WHITE).map_err(|e| err(path, e))?;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(self.title, (FONT, 24))
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(72)
             .build_cartesian_2d(self.x.0..self.x.1, self.y.0..self.y.1)
             .map_err(|e| err(path, e))?;
-        let integer_x = self.integer_x;
-        chart
-            .configure_mesh()
-            .x_label_formatter(&|x| {
-                if integer_x {
-                    format!("{x:.0}")
-                } else {
-                    format!("{x}")
-                }
-            })
-            .x_desc(self.x_label)
+        let mut mesh = chart.configure_mesh();
+        // Otherwise plotters' own short decimals (never `{x}`, which prints
+        // 0.30000000000000004).
+        if self.integer_x {
+            mesh.x_label_formatter(&|x| format!("{x:.0}"));
+        }
+        mesh.x_desc(self.x_label)
             .y_desc(self.y_label)
             .label_style((FONT, 15))
             .axis_desc_style((FONT, 17))
@@ -116,7 +126,7 @@ impl LineChart<'_> {
             .light_line_style(RGBColor(240, 240, 240))
             .draw()
             .map_err(|e| err(path, e))?;
-        if self.diagonal {
+        if let Some(name) = self.diagonal {
             let lo = self.x.0.max(self.y.0);
             let hi = self.x.1.min(self.y.1);
             chart
@@ -125,7 +135,7 @@ impl LineChart<'_> {
                     ShapeStyle::from(&RGBColor(150, 150, 150)).stroke_width(1),
                 ))
                 .map_err(|e| err(path, e))?
-                .label("ideal")
+                .label(name)
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], RGBColor(150, 150, 150))
                 });
@@ -181,6 +191,16 @@ pub fn reliability(
 ) -> Result<()> {
     fonts();
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT + 200)).into_drawing_area();
+    reliability_on(&root, path, title, versions)
+}
+
+/// [`reliability`] on any backend.
+pub fn reliability_on<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    path: &Path,
+    title: &str,
+    versions: &[(String, Vec<ReliabilityBin>)],
+) -> Result<()> {
     root.fill(&WHITE).map_err(|e| err(path, e))?;
     let (upper, lower) = root.split_vertically(HEIGHT);
     let hi = versions
@@ -281,15 +301,26 @@ pub fn reliability(
 /// Horizontal bars, largest first.
 pub fn bars(path: &Path, title: &str, x_label: &str, items: &[(String, f64)]) -> Result<()> {
     fonts();
-    let n = items.len().max(1);
-    let height = (120 + 28 * n as u32).max(300);
+    let height = (120 + 28 * items.len().max(1) as u32).max(300);
     let root = BitMapBackend::new(path, (WIDTH, height)).into_drawing_area();
+    bars_on(&root, path, title, x_label, items)
+}
+
+/// [`bars`] on any backend.
+pub fn bars_on<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    items: &[(String, f64)],
+) -> Result<()> {
+    let n = items.len().max(1);
     root.fill(&WHITE).map_err(|e| err(path, e))?;
     let lo = items.iter().map(|i| i.1).fold(0.0f64, f64::min);
     let hi = items.iter().map(|i| i.1).fold(0.0f64, f64::max);
     let pad = ((hi - lo) * 0.05).max(1e-9);
     let label_width = items.iter().map(|i| i.0.chars().count()).max().unwrap_or(4) as u32 * 9 + 16;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 22))
         .margin(16)
         .x_label_area_size(48)
@@ -368,9 +399,150 @@ pub fn histograms(
         y_label: "share of rows",
         x,
         y: (0.0, top),
-        diagonal: false,
+        diagonal: None,
         markers: false,
         integer_x: false,
     }
     .draw(path, &shares)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use plotters_backend::{BackendColor, BackendCoord, BackendTextStyle, DrawingErrorKind};
+
+    use super::*;
+
+    /// A backend that draws nothing and keeps every text it is given.
+    struct Texts {
+        size: (u32, u32),
+        seen: Rc<RefCell<Vec<String>>>,
+    }
+
+    type Drawn = std::result::Result<(), DrawingErrorKind<std::io::Error>>;
+
+    impl DrawingBackend for Texts {
+        type ErrorType = std::io::Error;
+        fn get_size(&self) -> (u32, u32) {
+            self.size
+        }
+        fn ensure_prepared(&mut self) -> Drawn {
+            Ok(())
+        }
+        fn present(&mut self) -> Drawn {
+            Ok(())
+        }
+        fn draw_pixel(&mut self, _: BackendCoord, _: BackendColor) -> Drawn {
+            Ok(())
+        }
+        fn draw_text<S: BackendTextStyle>(&mut self, text: &str, _: &S, _: BackendCoord) -> Drawn {
+            self.seen.borrow_mut().push(text.to_string());
+            Ok(())
+        }
+    }
+
+    fn texts_of(height: u32, draw: impl FnOnce(&DrawingArea<Texts, Shift>)) -> Vec<String> {
+        fonts();
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let root = Texts {
+            size: (WIDTH, height),
+            seen: seen.clone(),
+        }
+        .into_drawing_area();
+        draw(&root);
+        let texts = seen.borrow().clone();
+        texts
+    }
+
+    /// The numbers among the texts: tick labels.
+    fn ticks(texts: &[String]) -> Vec<String> {
+        texts
+            .iter()
+            .filter(|t| t.parse::<f64>().is_ok())
+            .cloned()
+            .collect()
+    }
+
+    /// A short decimal: at most four digits after the point, as an axis
+    /// should print (not `0.30000000000000004` or `0.7999999999999999`).
+    fn short(t: &str) -> bool {
+        t.split_once('.').is_none_or(|(_, frac)| frac.len() <= 4) && t.len() <= 10
+    }
+
+    fn line(x: (f64, f64), y: (f64, f64), integer_x: bool) -> Vec<String> {
+        let series = [Series {
+            name: "run".into(),
+            points: vec![(x.0, y.0), (x.1, y.1)],
+        }];
+        texts_of(HEIGHT, |root| {
+            LineChart {
+                title: "t",
+                x_label: "x",
+                y_label: "y",
+                x,
+                y,
+                diagonal: Some("chance"),
+                markers: integer_x,
+                integer_x,
+            }
+            .draw_on(root, Path::new("t.png"), &series)
+            .unwrap()
+        })
+    }
+
+    #[test]
+    fn every_figure_kind_labels_its_ticks_with_short_decimals() {
+        // The ranges the report and eda figures use: ROC and PR on [0, 1],
+        // CTR by hour, a histogram of scores, a log-log long tail.
+        let mut all = vec![
+            ("roc", line((0.0, 1.0), (0.0, 1.0), false)),
+            ("pr", line((0.0, 1.0), (0.0, 0.31), false)),
+            ("ctr by hour", line((0.0, 23.0), (0.0, 0.041), true)),
+            ("histogram", line((0.0, 0.37), (0.0, 0.12), false)),
+            ("long tail", line((0.0, 5.6), (0.0, 4.2), false)),
+        ];
+        let bins: Vec<ReliabilityBin> = (0..10)
+            .map(|i| {
+                let p = 0.003 + 0.004 * i as f64;
+                ReliabilityBin {
+                    lower: p - 0.002,
+                    upper: p + 0.002,
+                    predicted: p,
+                    observed: p * 1.1,
+                    count: 1000,
+                }
+            })
+            .collect();
+        all.push((
+            "reliability",
+            texts_of(HEIGHT + 200, |root| {
+                reliability_on(root, Path::new("r.png"), "r", &[("run".into(), bins)]).unwrap()
+            }),
+        ));
+        let items = vec![("user_id".to_string(), 0.0123), ("ad_id".into(), 0.0041)];
+        all.push((
+            "bars",
+            texts_of(HEIGHT, |root| {
+                bars_on(root, Path::new("b.png"), "b", "gain", &items).unwrap()
+            }),
+        ));
+        for (figure, texts) in &all {
+            let ticks = ticks(texts);
+            assert!(
+                ticks.len() >= 4,
+                "{figure}: too few tick labels in {texts:?}"
+            );
+            for t in &ticks {
+                assert!(
+                    short(t),
+                    "{figure}: tick label {t:?} is not a short decimal"
+                );
+            }
+        }
+        // The diagonal is drawn under the name it is given (the report's
+        // ROC calls it "chance"; it used to say "ideal").
+        assert!(all[0].1.iter().any(|t| t == "chance"));
+    }
 }

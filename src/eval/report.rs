@@ -464,7 +464,7 @@ fn draw(
         y_label: "true positive rate",
         x: (0.0, 1.0),
         y: (0.0, 1.0),
-        diagonal: true,
+        diagonal: Some("chance"),
         markers: false,
         integer_x: false,
     }
@@ -487,7 +487,7 @@ fn draw(
         y_label: "precision",
         x: (0.0, 1.0),
         y: (0.0, (pr_top * 1.1).min(1.0)),
-        diagonal: false,
+        diagonal: None,
         markers: false,
         integer_x: false,
     }
@@ -617,7 +617,7 @@ fn draw(
             y_label: "CTR",
             x: (0.0, 23.0),
             y: (0.0, top * 1.15),
-            diagonal: false,
+            diagonal: None,
             markers: true,
             integer_x: true,
         }
