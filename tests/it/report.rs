@@ -10,7 +10,7 @@ use ctr_dl::eval::calibrate::{Calibrator, Method};
 use ctr_dl::eval::report::{report, ReportOptions};
 use ctr_dl::eval::runs::open_run;
 use ctr_dl::features::map::FeatureMap;
-use ctr_dl::serve::server::Bundle;
+use ctr_dl::serve::Bundle;
 use ctr_dl::serve::{export, ExportOptions};
 use ctr_dl::train::train;
 
