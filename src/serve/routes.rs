@@ -208,10 +208,7 @@ pub(super) async fn feedback(
                 "applied": done.applied,
                 "duplicates": done.duplicates,
             }));
-            server.metrics.feedback.add(
-                format!("model=\"{}\",version=\"{}\"", b.name, b.version),
-                done.applied,
-            );
+            server.metrics.feedback_applied(b, done.applied);
         }
         Ok(json!({"accepted": events.len(), "models": models}))
     }

@@ -250,7 +250,10 @@ fn bad_input_gets_4xx_naming_the_field_and_broken_bundles_are_skipped() {
         metrics.contains(r#"ctr_requests_total{route="/predict_ctr",status="413"} 1"#),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"ctr_model_loaded{model="deepfm",version="1",kind="deepfm"} 1"#));
+    // Labels in name order, as the Prometheus client writes them.
+    assert!(metrics.contains(r#"ctr_model_loaded{kind="deepfm",model="deepfm",version="1"} 1"#));
+    assert!(metrics.contains("# TYPE ctr_request_seconds histogram"));
+    assert!(metrics.contains(r#"ctr_request_seconds_bucket{route="/predict_ctr",le="0.0005"}"#));
     assert!(metrics.contains("ctr_request_seconds_bucket{route=\"/predict_ctr\",le=\"+Inf\"}"));
     assert!(metrics.contains("ctr_batch_rows_count"));
 }
