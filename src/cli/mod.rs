@@ -1,0 +1,105 @@
+//! Command-line interface: raw arguments are parsed by clap, turned into the
+//! library's option structs here, and the results printed. Nothing else lives
+//! here: every command is a library call.
+//!
+//! One file a stage, each command's arguments beside its handler:
+//! [`data`], [`train`], [`eval`] and [`serve`]; this file holds the command
+//! list, the entry point and `env`.
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod data;
+mod eval;
+mod serve;
+mod train;
+
+pub use data::*;
+pub use eval::*;
+pub use serve::*;
+pub use train::*;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ctr-dl",
+    version,
+    about = "Click-through-rate prediction: data, models, evaluation, serving"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Convert click logs (Criteo, Criteo 1TB, Avazu, any CSV/TSV) to Parquet shards.
+    Convert(ConvertArgs),
+    /// Generate ad impressions with a known click probability.
+    Simulate(SimulateArgs),
+    /// Per-split statistics of a dataset: rows, CTR, per-field distinct, missing, top values.
+    Stats(StatsArgs),
+    /// An HTML report of a dataset: class balance, fields, long tails, top values, numeric distributions, CTR over time, drift.
+    Eda(EdaArgs),
+    /// Fit the feature map of an experiment on train and encode all splits (cached).
+    Preprocess(PreprocessArgs),
+    /// Train a model: `ctr-dl train --config experiments/deepfm.toml`.
+    Train(TrainArgs),
+    /// Train a baseline on the same splits: LightGBM (experiments/lightgbm.toml) or LR (experiments/lr.toml).
+    Baseline(BaselineArgs),
+    /// Metrics of a run's best weights on a split (AUC, logloss, PR-AUC, NE, calibration).
+    Eval(EvalArgs),
+    /// Rank a run's inputs by permutation importance, find redundant ones, name candidates to drop.
+    Features(FeaturesArgs),
+    /// A table of runs: model, settings, valid and test AUC and logloss, time.
+    Compare(CompareArgs),
+    /// An HTML report of runs on one split: metrics, ROC/PR, calibration, importance, confusion, scores.
+    Report(ReportArgs),
+    /// Export a run's best weights as a TorchScript bundle (model.pt, features.json, metadata.json).
+    Export(ExportArgs),
+    /// Serve model bundles over HTTP: /predict_ctr, /batch_predict, /health, /model_info, /metrics.
+    Serve(ServeArgs),
+    /// Show the libtorch this binary runs on, its threads and CUDA devices.
+    Env,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Convert(a) => data::run_convert(a),
+        Command::Simulate(a) => data::run_simulate(a),
+        Command::Stats(a) => data::run_stats(a),
+        Command::Eda(a) => data::run_eda(a),
+        Command::Preprocess(a) => train::run_preprocess(a),
+        Command::Train(a) => train::run_train(a),
+        Command::Baseline(a) => train::run_baseline(a),
+        Command::Eval(a) => eval::run_eval(a),
+        Command::Features(a) => eval::run_features(a),
+        Command::Compare(a) => eval::run_compare(a),
+        Command::Report(a) => eval::run_report(a),
+        Command::Export(a) => serve::run_export(a),
+        Command::Serve(a) => serve::run_serve(a),
+        Command::Env => run_env(),
+    }
+}
+
+fn run_env() -> Result<()> {
+    let info = crate::device::torch_info();
+    println!("ctr-dl {}", env!("CARGO_PKG_VERSION"));
+    println!("{}", serde_json::to_string_pretty(&info)?);
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! `export` (a run into a model bundle) and `serve` (bundles over HTTP).
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A run directory (runs/<run>).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The bundle directory [default: <models>/<experiment name>/<next version>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where bundles live when --out is not given.
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// Test rows the exported module is checked on (batch N; batch 1 too).
+    #[arg(long, default_value_t = 1000)]
+    pub check_rows: usize,
+    /// Replace an existing bundle directory.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A serve TOML (configs/serve.toml); flags override its values.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The folder of bundles [default: models].
+    #[arg(long)]
+    pub models: Option<PathBuf>,
+    /// [default: 127.0.0.1]
+    #[arg(long)]
+    pub address: Option<String>,
+    /// [default: 8000]
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// cpu, cuda, cuda:N or auto [default: cpu].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Inference threads [default: one per core].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Load every version of each model, not only the latest.
+    #[arg(long)]
+    pub all_versions: bool,
+    /// Prediction log: a SQLite file, postgres://user@host:port/db, or off
+    /// [default: logs/predictions.sqlite].
+    #[arg(long)]
+    pub predlog: Option<String>,
+    /// Where models with history inputs keep their counters [default: history].
+    #[arg(long)]
+    pub history_dir: Option<PathBuf>,
+}
+
+pub(super) fn run_serve(a: ServeArgs) -> Result<()> {
+    let mut c = match &a.config {
+        Some(p) => crate::serve::ServeConfig::load(p)?,
+        None => crate::serve::ServeConfig::default(),
+    };
+    if let Some(v) = a.models {
+        c.models = v;
+    }
+    if let Some(v) = a.address {
+        c.address = v;
+    }
+    if let Some(v) = a.port {
+        c.port = v;
+    }
+    if let Some(v) = a.device {
+        c.device = v;
+    }
+    if let Some(v) = a.workers {
+        c.workers = v;
+    }
+    c.all_versions |= a.all_versions;
+    if let Some(v) = a.predlog {
+        c.predlog = v;
+    }
+    if let Some(v) = a.history_dir {
+        c.history_dir = v;
+    }
+    crate::serve::serve(c)?;
+    Ok(())
+}
+
+pub(super) fn run_export(a: ExportArgs) -> Result<()> {
+    let opts = crate::serve::ExportOptions {
+        run: a.run.clone(),
+        out: a.out,
+        models_root: a.models,
+        check_rows: a.check_rows,
+        overwrite: a.overwrite,
+    };
+    let r =
+        crate::serve::export(&opts).with_context(|| format!("exporting {}", a.run.display()))?;
+    let m = &r.metadata;
+    println!(
+        "exported {} ({}, run {}) to {}",
+        m.name,
+        m.model,
+        m.run,
+        r.out.display()
+    );
+    println!(
+        "  check: reloaded module vs trained model, max |diff| {:.1e} at batch 1, {:.1e} at batch {}",
+        m.check.max_abs_diff_batch1, m.check.max_abs_diff_batch_n, m.check.rows
+    );
+    Ok(())
+}
