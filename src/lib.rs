@@ -5,8 +5,11 @@
 //! Stages, one module each: [`data`] (schemas, converters, simulator, shard
 //! writer and reader, statistics), [`features`] (feature map, hashing,
 //! encoded splits), [`models`] (the model zoo), [`train`] (trainer,
-//! optimizers, run comparison), [`serve`] (TorchScript export), [`eval`] (metrics), [`tensorboard`] (event
-//! files), [`device`] (libtorch and device selection).
+//! optimizers), [`gbdt`] (LightGBM), [`eval`] (evaluation, comparison,
+//! reports), [`serve`] (export and the service). Shared below them:
+//! [`metrics`] (classification metrics, importing nothing of the crate),
+//! [`run`] (the run contract every stage after training reads),
+//! [`tensorboard`] (event files), [`device`] (libtorch and device selection).
 pub mod cli;
 pub mod data;
 pub mod device;
@@ -14,9 +17,11 @@ pub mod error;
 pub mod eval;
 pub mod features;
 pub mod gbdt;
+pub mod metrics;
 pub mod models;
 pub mod progress;
 pub mod rng;
+pub mod run;
 pub mod serve;
 pub mod tensorboard;
 pub mod train;

@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::data::stats::group;
 use crate::data::writer::Split;
-use crate::train::compare::{compare, eval_run, render as render_runs};
+use crate::eval::compare::{compare, eval_run, render as render_runs};
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {

@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::data::stats::group;
 use crate::data::writer::Split;
-use crate::eval::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::train::{resume, train, ExperimentConfig, TrainOptions};
 
 #[derive(Args, Debug)]
@@ -142,7 +142,7 @@ fn train_experiment(
     set: &[String],
     opts: &TrainOptions,
     only: Option<crate::models::ModelKind>,
-) -> Result<crate::train::trainer::TrainReport> {
+) -> Result<crate::run::TrainReport> {
     let what = || format!("training {}", path.display());
     if crate::gbdt::is_gbdt_experiment(path)? {
         let cfg = crate::gbdt::GbdtExperiment::load(path, set)?;
@@ -171,7 +171,7 @@ fn train_experiment(
     train(&cfg, opts).with_context(what)
 }
 
-fn print_summary(report: &crate::train::trainer::TrainReport) {
+fn print_summary(report: &crate::run::TrainReport) {
     let m = &report.metrics;
     let t = &m.train;
     if !t.finished {

@@ -69,7 +69,7 @@ use super::sketch::{hash_bytes, hash_i64, ColumnSketch};
 use super::split::{check_ratios, SplitMode, SplitRule};
 use super::writer::{commit, DatasetWriter, Split, WriterOptions};
 use crate::error::{DataError, Result};
-use crate::eval::metrics::ProbSummary;
+use crate::metrics::ProbSummary;
 use crate::progress::Progress;
 use crate::rng::{AliasTable, Rng};
 

@@ -178,7 +178,7 @@ fn isotonic(p: &[f64], y: &[u8]) -> Calibrator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::metrics::log_loss;
+    use crate::metrics::log_loss;
     use crate::rng::Rng;
 
     /// Labels drawn from `truth(p)` for scores p: a miscalibrated model.

@@ -17,13 +17,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::metrics::{log_loss, roc_auc};
 use super::runs::{open_run, OpenRun};
 use crate::data::io::write_json;
 use crate::data::manifest::DatasetManifest;
 use crate::data::writer::Split;
 use crate::error::Result;
 use crate::features::map::{binary_labels, Encoded};
+use crate::metrics::{log_loss, roc_auc};
 use crate::rng::Rng;
 
 /// An AUC drop below this is no contribution, however steady.

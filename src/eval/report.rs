@@ -20,7 +20,6 @@ use serde::Serialize;
 
 use super::calibrate::{Calibrator, Method};
 use super::html;
-use super::metrics::{evaluate, Metrics};
 use super::plots::{self, LineChart, ReliabilityBin, Series};
 use super::runs::{open_run, run_metrics, OpenRun, RunModel};
 use crate::data::io::{build_dir_atomically, write_json};
@@ -28,6 +27,7 @@ use crate::data::writer::Split;
 use crate::error::{DataError, Result};
 use crate::features::config::TimePart;
 use crate::features::map::{CatTransform, Encoded};
+use crate::metrics::{evaluate, Metrics};
 
 /// Whether the report knows a model kind (`run.json`'s `model`): the deep
 /// models and LightGBM.
@@ -318,7 +318,7 @@ fn check_run(dir: &Path) -> Result<String> {
             dir.display()
         )));
     }
-    let info: crate::train::trainer::RunInfo = crate::data::io::read_json(&dir.join("run.json"))?;
+    let info: crate::run::RunInfo = crate::data::io::read_json(&dir.join("run.json"))?;
     if !known_model(&info.model) {
         let known: Vec<&str> = crate::models::ModelKind::ALL
             .iter()

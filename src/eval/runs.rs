@@ -9,7 +9,8 @@ use crate::data::writer::Split;
 use crate::error::{DataError, Result};
 use crate::features::map::{binary_labels, Encoded};
 use crate::features::{Batch, EncodedDataset};
-use crate::train::trainer::{load_run, Loaded, RunInfo, RunMetrics};
+use crate::run::{RunInfo, RunMetrics};
+use crate::train::trainer::{load_run, Loaded};
 
 /// A run's model.
 pub enum RunModel {

@@ -10,14 +10,14 @@ use super::{matrix, LIGHTGBM, MODEL_FILE};
 use crate::data::io::{atomic_write, read_json, write_json};
 use crate::data::writer::Split;
 use crate::error::{DataError, Result};
-use crate::eval::metrics::{evaluate, log_loss};
 use crate::features::map::binary_labels;
 use crate::features::{prepare, EncodedDataset};
-use crate::tensorboard::{EventWriter, HParamValue};
-use crate::train::trainer::{
+use crate::metrics::{evaluate, log_loss};
+use crate::run::{
     git_commit, new_run_name, run_dirs, simulated_truth, EvalRecord, RunInfo, RunMetrics,
     TrainOptions, TrainReport, TrainSummary, Truth,
 };
+use crate::tensorboard::{EventWriter, HParamValue};
 
 fn lgbm_err(what: &str) -> impl Fn(LgbmError) -> DataError + '_ {
     move |e| DataError::Invalid(format!("{what}: {e}"))

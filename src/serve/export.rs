@@ -26,7 +26,8 @@ use crate::data::writer::Split;
 use crate::error::{DataError, Result};
 use crate::eval::calibrate::Calibrator;
 use crate::features::cache::{Batch, Loader, LoaderOptions};
-use crate::train::trainer::{git_commit, load_run, torch_err, RunInfo};
+use crate::run::{git_commit, RunInfo};
+use crate::train::trainer::{load_run, torch_err};
 
 /// The largest difference allowed between the exported module's
 /// probabilities and the training-side model's.

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::run::OutputConfig;
+
 use crate::error::{DataError, Result};
 use crate::features::FeatureConfig;
 use crate::models::ModelConfig;
@@ -268,31 +270,6 @@ fn d_log_every() -> u64 {
 }
 
 impl Default for TrainConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("defaults parse")
-    }
-}
-
-/// The `[output]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutputConfig {
-    /// Run directories: `<runs>/<run>/` (default `runs`).
-    #[serde(default = "d_runs")]
-    pub runs: PathBuf,
-    /// Checkpoints: `<checkpoints>/<run>/` (default `checkpoints`).
-    #[serde(default = "d_checkpoints")]
-    pub checkpoints: PathBuf,
-}
-
-fn d_runs() -> PathBuf {
-    "runs".into()
-}
-fn d_checkpoints() -> PathBuf {
-    "checkpoints".into()
-}
-
-impl Default for OutputConfig {
     fn default() -> Self {
         toml::from_str("").expect("defaults parse")
     }

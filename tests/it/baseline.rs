@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use common::{lock, read_split, simulate_small};
 use ctr_dl::data::writer::Split;
+use ctr_dl::eval::compare::{compare, eval_run};
 use ctr_dl::eval::runs::open_run;
 use ctr_dl::features::map::FeatureMap;
 use ctr_dl::gbdt::{train_gbdt, GbdtExperiment};
 use ctr_dl::serve::{export, rocket, ExportOptions, ServeConfig, Server};
-use ctr_dl::train::compare::{compare, eval_run};
 use rocket::http::{ContentType, Status};
 use rocket::local::blocking::Client;
 use serde_json::{json, Value};

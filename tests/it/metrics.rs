@@ -4,7 +4,7 @@
 //! the calibration bins, each to 1e-9.
 use std::path::Path;
 
-use ctr_dl::eval::metrics::{
+use ctr_dl::metrics::{
     average_precision, calibration, evaluate, log_loss, normalized_entropy, roc_auc, Metrics,
 };
 use serde::Deserialize;

@@ -12,7 +12,7 @@ use ctr_dl::data::schema::DatasetSchema;
 use ctr_dl::data::simulate::{simulate, SimConfig, SimFormat, SimulateOptions};
 use ctr_dl::data::split::SplitMode;
 use ctr_dl::data::writer::{Split, WriterOptions};
-use ctr_dl::eval::metrics::{log_loss, roc_auc};
+use ctr_dl::metrics::{log_loss, roc_auc};
 
 /// A smaller world than the default so tests stay quick.
 fn small() -> SimConfig {

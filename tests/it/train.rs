@@ -9,10 +9,10 @@ use std::path::Path;
 
 use common::{experiment as config, lock, quiet, simulate_small};
 use ctr_dl::models::ModelKind;
-use ctr_dl::train::trainer::RunMetrics;
+use ctr_dl::run::RunMetrics;
 use ctr_dl::train::{resume, train, ExperimentConfig, TrainOptions};
 
-fn base_rate_logloss(m: &ctr_dl::eval::metrics::Metrics) -> f64 {
+fn base_rate_logloss(m: &ctr_dl::metrics::Metrics) -> f64 {
     let r = m.obs_ctr;
     -(r * r.ln() + (1.0 - r) * (1.0 - r).ln())
 }

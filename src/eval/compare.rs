@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::config::{ExperimentConfig, LrSchedule};
-use super::trainer::{RunInfo, RunMetrics};
 use crate::data::io::{read_json, write_json};
 use crate::data::writer::Split;
 use crate::error::{DataError, Result};
-use crate::eval::metrics::{calibration, evaluate, Calibration, Metrics};
 use crate::eval::runs::open_run;
 use crate::gbdt::{GbdtExperiment, LIGHTGBM};
+use crate::metrics::{calibration, evaluate, Calibration, Metrics};
+use crate::run::{RunInfo, RunMetrics};
+use crate::train::config::{ExperimentConfig, LrSchedule};
 
 /// The evaluation of one run on one split (`eval-<split>.json`).
 #[derive(Debug, Clone, Serialize)]
