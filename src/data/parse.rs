@@ -201,6 +201,15 @@ fn truncate(s: &str) -> String {
     }
 }
 
+/// Hour of day (UTC) and weekday (0 = Monday) of a unix time.
+pub fn hour_weekday(t: i64) -> (u32, u32) {
+    let days = t.div_euclid(86_400);
+    let hod = (t.rem_euclid(86_400) / 3600) as u32;
+    // 1970-01-01 was a Thursday (weekday 3).
+    let wd = (days + 3).rem_euclid(7) as u32;
+    (hod, wd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,7 +63,7 @@ use serde::{Deserialize, Serialize};
 
 use super::interrupt;
 use super::manifest::{now_rfc3339, ratio, split_info, BadLines, DatasetManifest, FORMAT_VERSION};
-use super::parse::parse_rfc3339;
+use super::parse::{hour_weekday, parse_rfc3339};
 use super::schema::{Column, ColumnKind, DatasetSchema};
 use super::sketch::{hash_bytes, hash_i64, ColumnSketch};
 use super::split::{check_ratios, SplitMode, SplitRule};
@@ -774,15 +774,6 @@ impl<'w> Stream<'w> {
             z,
         })
     }
-}
-
-/// Hour of day (UTC) and weekday (0 = Monday) of a unix time.
-pub fn hour_weekday(t: i64) -> (u32, u32) {
-    let days = t.div_euclid(86_400);
-    let hod = (t.rem_euclid(86_400) / 3600) as u32;
-    // 1970-01-01 was a Thursday (weekday 3).
-    let wd = (days + 3).rem_euclid(7) as u32;
-    (hod, wd)
 }
 
 fn sigmoid(x: f64) -> f64 {

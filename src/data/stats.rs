@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use super::io::write_json;
 use super::manifest::{ratio, DatasetManifest};
+use super::parse::hour_weekday;
 use super::reader::{ReaderOptions, ShardReader};
 use super::schema::ColumnKind;
-use super::simulate::hour_weekday;
 use super::sketch::{hash_bytes, hash_i64, DistinctCounter};
 use super::writer::Split;
 use crate::error::{DataError, Result};

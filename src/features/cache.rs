@@ -212,7 +212,7 @@ pub fn prepare(
         let folds = match &config.target_encoding {
             Some(t) => {
                 let schema = crate::data::manifest::DatasetManifest::load(data_dir)?.schema;
-                Some(super::map::target_stats(data_dir, t, &schema)?.1)
+                Some(super::target::target_stats(data_dir, t, &schema)?.1)
             }
             None => None,
         };
@@ -258,7 +258,7 @@ fn encode_split(
     features: &FeatureMap,
     out: &Path,
     mut history: Option<HistoryRows>,
-    oof: Option<&Vec<Vec<super::map::ValueCounts>>>,
+    oof: Option<&Vec<Vec<super::target::ValueCounts>>>,
     progress: bool,
 ) -> Result<EncodedSplit> {
     let mut columns: Vec<String> = features.columns.iter().map(|(c, _)| c.clone()).collect();
@@ -297,10 +297,10 @@ fn encode_split(
         if let (Some(t), Some(folds)) = (&features.target, oof) {
             let start = features.target_offset();
             for (k, c) in t.columns.iter().enumerate() {
-                let col = super::map::view(&batch, c)?;
+                let col = super::raw::view(&batch, c)?;
                 for r in 0..e.rows {
                     let fold = super::target::fold_of(t.seed, row + r as u64, t.folds);
-                    let tok = super::map::token(col.get(r));
+                    let tok = super::raw::token(col.get(r));
                     e.dense[r * nd + start + k] = t.out_of_fold(k, tok.as_deref(), fold, &folds[k]);
                 }
             }

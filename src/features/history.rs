@@ -18,8 +18,10 @@ use arrow::array::{Array, Int8Array, TimestampMillisecondArray};
 use serde::{Deserialize, Serialize};
 
 use super::hashing::xxh3;
-use super::map::{view, RawValue};
+use super::raw::{view, RawValue};
+use crate::data::manifest::DatasetManifest;
 use crate::data::reader::{ReaderOptions, ShardReader};
+use crate::data::schema::{ColumnKind, DatasetSchema};
 use crate::data::writer::Split;
 use crate::error::{DataError, Result};
 
@@ -663,6 +665,60 @@ impl HistoryRows {
         }
         Ok(())
     }
+}
+
+/// The fitted history settings: key columns checked against the schema, the
+/// clock (the configured or first timestamp column), the train click rate.
+pub(super) fn history_spec(
+    h: &super::history::HistoryConfig,
+    schema: &DatasetSchema,
+    manifest: &DatasetManifest,
+) -> Result<HistorySpec> {
+    let kind = |c: &str| schema.kept().find(|k| k.name == c).map(|k| k.kind);
+    let mut keys = Vec::new();
+    for key in &h.keys {
+        let cols: Vec<String> = key.split('+').map(|c| c.trim().to_string()).collect();
+        for c in &cols {
+            if kind(c).is_none_or(|k| k == ColumnKind::Truth) {
+                return Err(DataError::Invalid(format!(
+                    "features.history.keys: `{c}` is not a column of dataset {}",
+                    schema.name
+                )));
+            }
+        }
+        keys.push(cols);
+    }
+    let time_column = match &h.time_column {
+        Some(t) if kind(t) == Some(ColumnKind::Timestamp) => t.clone(),
+        Some(t) => {
+            return Err(DataError::Invalid(format!(
+                "features.history.time_column: `{t}` is not a timestamp column of dataset {}",
+                schema.name
+            )))
+        }
+        None => schema
+            .kept()
+            .find(|c| c.kind == ColumnKind::Timestamp)
+            .map(|c| c.name.clone())
+            .ok_or_else(|| {
+                DataError::Invalid(format!(
+                    "features.history needs a timestamp column; dataset {} has none",
+                    schema.name
+                ))
+            })?,
+    };
+    let t = &manifest.train;
+    Ok(HistorySpec {
+        keys,
+        smoothing: h.smoothing,
+        half_life_hours: h.half_life_hours,
+        window_hours: h.window_hours.is_finite().then_some(h.window_hours),
+        prior: ((t.positives as f64 + 0.5) / (t.rows as f64 + 1.0)).clamp(1e-6, 1.0 - 1e-6),
+        time_column,
+        mean: Vec::new(),
+        std: Vec::new(),
+        clip: (h.clip > 0.0).then_some(h.clip),
+    })
 }
 
 #[cfg(test)]

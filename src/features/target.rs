@@ -5,10 +5,17 @@
 //! by a hash of the row's position and the seed, and a row's value comes
 //! from the other folds only), so no row ever sees its own label.
 use std::collections::HashMap;
+use std::path::Path;
 
+use arrow::array::{Array, Int8Array};
 use serde::{Deserialize, Serialize};
 
 use super::hashing::xxh3;
+use super::raw::{check_value_column, token, view};
+use crate::data::reader::{ReaderOptions, ShardReader};
+use crate::data::schema::DatasetSchema;
+use crate::data::writer::Split;
+use crate::error::{DataError, Result};
 
 /// The `[features.target_encoding]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +147,63 @@ impl TargetSpec {
         let (fc, fn_) = fold_stats[fold as usize].get(t).copied().unwrap_or((0, 0));
         self.value((c - fc) as f64, (n - fn_) as f64)
     }
+}
+
+/// (clicks, rows) of each value of one column.
+pub type ValueCounts = HashMap<String, (u64, u64)>;
+
+/// Per target-encoded column, the value counts over all of train and per
+/// out-of-fold fold (by the row's position in train).
+pub type TargetStats = (Vec<ValueCounts>, Vec<Vec<ValueCounts>>);
+
+/// One pass over train for the target encoding's statistics.
+pub fn target_stats(
+    dir: &Path,
+    t: &super::target::TargetConfig,
+    schema: &DatasetSchema,
+) -> Result<TargetStats> {
+    for c in &t.columns {
+        check_value_column(schema, c, "features.target_encoding.columns")?;
+    }
+    let label = schema.label().to_string();
+    let mut columns = t.columns.clone();
+    columns.push(label.clone());
+    let reader = ShardReader::open_split(
+        dir,
+        Split::Train,
+        ReaderOptions {
+            batch_size: 65_536,
+            columns: Some(columns),
+            ..Default::default()
+        },
+    )?;
+    let nk = t.columns.len();
+    let mut totals: Vec<ValueCounts> = vec![HashMap::new(); nk];
+    let mut folds: Vec<Vec<ValueCounts>> = vec![vec![HashMap::new(); t.folds as usize]; nk];
+    let mut row = 0u64;
+    for batch in reader {
+        let batch = batch?;
+        let y = batch
+            .column_by_name(&label)
+            .and_then(|c| c.as_any().downcast_ref::<Int8Array>())
+            .ok_or_else(|| DataError::Invalid(format!("no Int8 label column `{label}`")))?;
+        for (k, c) in t.columns.iter().enumerate() {
+            let col = view(&batch, c)?;
+            for r in 0..batch.num_rows() {
+                let Some(tok) = token(col.get(r)) else {
+                    continue;
+                };
+                let click = (y.is_valid(r) && y.value(r) != 0) as u64;
+                let f = super::target::fold_of(t.seed, row + r as u64, t.folds) as usize;
+                let e = folds[k][f].entry(tok.clone()).or_default();
+                *e = (e.0 + click, e.1 + 1);
+                let e = totals[k].entry(tok).or_default();
+                *e = (e.0 + click, e.1 + 1);
+            }
+        }
+        row += batch.num_rows() as u64;
+    }
+    Ok((totals, folds))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::data::io::read_json;
 use crate::data::schema::ColumnKind;
 use crate::error::{DataError, Result};
 use crate::eval::calibrate::Calibrator;
-use crate::features::map::{FeatureMap, RawValue};
+use crate::features::{FeatureMap, RawValue};
 
 /// One loaded bundle.
 pub struct Bundle {

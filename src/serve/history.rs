@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, Result};
 use crate::features::history::{HistorySpec, HistoryState, STATE_FILE};
-use crate::features::map::RawValue;
+use crate::features::RawValue;
 
 /// The append-only log of feedback events since the last snapshot.
 pub const LOG_FILE: &str = "feedback.log";

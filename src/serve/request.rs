@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::config::ServeConfig;
 use crate::data::parse::parse_rfc3339;
 use crate::data::schema::ColumnKind;
-use crate::features::map::RawValue;
+use crate::features::RawValue;
 
 pub(super) fn raw_value<'a>(
     field: &str,

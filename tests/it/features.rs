@@ -10,7 +10,8 @@ use ctr_dl::data::convert::{convert, ConvertOptions};
 use ctr_dl::data::schema::DatasetSchema;
 use ctr_dl::data::writer::Split;
 use ctr_dl::features::config::{Encoding, FieldOverride};
-use ctr_dl::features::map::{CatTransform, RawValue, MISSING, OOV};
+use ctr_dl::features::map::{CatTransform, MISSING, OOV};
+use ctr_dl::features::RawValue;
 use ctr_dl::features::{prepare, FeatureConfig, FeatureMap};
 
 #[test]
