@@ -214,6 +214,16 @@ pub fn hour_weekday(t: i64) -> (u32, u32) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn weekday_and_hour() {
+        // 2026-01-05T00:00:00Z is a Monday.
+        assert_eq!(hour_weekday(1_767_571_200), (0, 0));
+        assert_eq!(
+            hour_weekday(1_767_571_200 + 6 * 86_400 + 13 * 3600),
+            (13, 6)
+        );
+    }
+
     fn fields(line: &str, d: u8) -> Vec<String> {
         let mut out = Vec::new();
         split_fields(line.as_bytes(), d, &mut out).unwrap();
