@@ -146,16 +146,7 @@ fn train_experiment(
     let what = || format!("training {}", path.display());
     if crate::gbdt::is_gbdt_experiment(path)? {
         let cfg = crate::gbdt::GbdtExperiment::load(path, set)?;
-        #[cfg(feature = "lightgbm")]
-        return crate::gbdt::train_gbdt(&cfg, opts).with_context(what);
-        #[cfg(not(feature = "lightgbm"))]
-        return Err(
-            anyhow::Error::new(crate::gbdt::not_built()).context(format!(
-                "training {} ({})",
-                path.display(),
-                cfg.name
-            )),
-        );
+        return crate::gbdt::train(&cfg, opts).with_context(what);
     }
     let cfg = ExperimentConfig::load(path, set)?;
     if let Some(kind) = only {

@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::calibrate::{Calibrator, Method};
 use super::html;
 use super::plots::{self, LineChart, ReliabilityBin, Series};
-use super::runs::{open_run, run_metrics, OpenRun, RunModel};
+use super::runs::{open_run, run_metrics, OpenRun};
 use crate::data::io::{build_dir_atomically, write_json};
 use crate::data::writer::Split;
 use crate::error::{DataError, Result};
@@ -289,24 +289,14 @@ fn permutation_importance(
     )
 }
 
-#[cfg(feature = "lightgbm")]
+/// The model's own importance of each input, where its family has one.
 fn gain_importance(open: &OpenRun) -> Result<Option<Vec<(String, f64)>>> {
-    let RunModel::Gbdt(g) = &open.model else {
+    let Some(gain) = open.model.gain_importance()? else {
         return Ok(None);
     };
-    let gain = g
-        .booster
-        .importance(0, true)
-        .map_err(|e| DataError::Invalid(format!("{}: {e}", open.info.run)))?;
     let mut out: Vec<(String, f64)> = open.ds.meta.column_names().into_iter().zip(gain).collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1));
     Ok(Some(out))
-}
-
-#[cfg(not(feature = "lightgbm"))]
-fn gain_importance(open: &OpenRun) -> Result<Option<Vec<(String, f64)>>> {
-    let RunModel::Deep(_) = &open.model;
-    Ok(None)
 }
 
 /// Check each run before any work: a run directory, finished, of a kind the

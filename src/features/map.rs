@@ -147,6 +147,26 @@ pub struct Encoded {
     pub labels: Vec<f32>,
 }
 
+impl Encoded {
+    /// The rows, borrowed, as a scorer reads them.
+    pub fn view(&self) -> Rows<'_> {
+        Rows {
+            rows: self.rows,
+            ids: &self.ids,
+            dense: &self.dense,
+        }
+    }
+}
+
+/// Encoded rows, borrowed: `ids` `[rows, F]`, `dense` `[rows, D]`, row-major;
+/// what every model family scores ([`crate::scoring::Scorer`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    pub rows: usize,
+    pub ids: &'a [i32],
+    pub dense: &'a [f32],
+}
+
 /// Encoded labels (0.0 / 1.0) as the 0/1 bytes the metrics take.
 pub fn binary_labels(labels: &[f32]) -> Vec<u8> {
     labels.iter().map(|&y| (y > 0.5) as u8).collect()

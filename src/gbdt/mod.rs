@@ -9,13 +9,63 @@ pub mod config;
 #[cfg(feature = "lightgbm")]
 pub mod lgbm;
 #[cfg(feature = "lightgbm")]
+mod scoring;
+#[cfg(feature = "lightgbm")]
 mod train;
 
 pub use config::{is_gbdt_experiment, GbdtExperiment, LightGbmConfig};
 #[cfg(feature = "lightgbm")]
 pub use train::{load_gbdt_run, train_gbdt, GbdtRun};
 
-use crate::features::map::Encoded;
+use std::path::Path;
+
+use crate::error::Result;
+use crate::features::map::Rows;
+use crate::features::FeatureMap;
+use crate::run::{TrainOptions, TrainReport};
+use crate::scoring::{OpenRun, Scorer};
+
+// The crate's only switches on the `lightgbm` feature are in this folder:
+// without it, every way in below is an error that says how to build it.
+
+/// Train a LightGBM experiment.
+pub fn train(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainReport> {
+    #[cfg(feature = "lightgbm")]
+    return train_gbdt(cfg, opts);
+    #[cfg(not(feature = "lightgbm"))]
+    {
+        let _ = (cfg, opts);
+        Err(not_built())
+    }
+}
+
+/// Open a finished LightGBM run for prediction.
+pub fn open_run(run_dir: &Path) -> Result<OpenRun> {
+    #[cfg(feature = "lightgbm")]
+    return scoring::open_run(run_dir);
+    #[cfg(not(feature = "lightgbm"))]
+    Err(crate::error::DataError::Invalid(format!(
+        "{}: {}",
+        run_dir.display(),
+        not_built()
+    )))
+}
+
+/// Load a LightGBM bundle's model (`dir/model.lgb`), which must read the
+/// columns of `map`.
+pub fn load_bundle(dir: &Path, map: &FeatureMap) -> Result<Box<dyn Scorer + Send + Sync>> {
+    #[cfg(feature = "lightgbm")]
+    return Ok(Box::new(scoring::load_bundle(dir, map)?));
+    #[cfg(not(feature = "lightgbm"))]
+    {
+        let _ = map;
+        Err(crate::error::DataError::Invalid(format!(
+            "{}: {}",
+            dir.display(),
+            not_built()
+        )))
+    }
+}
 
 /// The model's name in `run.json` and bundles.
 pub const LIGHTGBM: &str = "lightgbm";
@@ -25,7 +75,7 @@ pub const MODEL_FILE: &str = "model.lgb";
 /// LightGBM's input matrix of encoded rows, row-major `[rows, F + D]`: each
 /// categorical field's index within the field (0 missing, 1 out of
 /// vocabulary, as the feature map assigns them), then the dense inputs.
-pub fn matrix(e: &Encoded, offsets: &[u32], num_dense: usize) -> Vec<f32> {
+pub fn matrix(e: Rows<'_>, offsets: &[u32], num_dense: usize) -> Vec<f32> {
     let nf = offsets.len();
     let mut out = Vec::with_capacity(e.rows * (nf + num_dense));
     for r in 0..e.rows {

@@ -32,7 +32,7 @@ struct SplitMatrix {
 fn split_matrix(ds: &EncodedDataset, s: Split) -> Result<SplitMatrix> {
     let e = ds.read_all(s)?;
     Ok(SplitMatrix {
-        x: matrix(&e, &ds.meta.field_offsets, ds.meta.num_dense),
+        x: matrix(e.view(), &ds.meta.field_offsets, ds.meta.num_dense),
         y: e.labels,
     })
 }

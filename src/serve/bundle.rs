@@ -1,23 +1,25 @@
-//! A loaded model bundle: its feature map, its scorer (TorchScript or
-//! LightGBM), its calibrator and live history counters; and where the
+//! A loaded model bundle: its feature map, its model (TorchScript or
+//! LightGBM, through [`crate::scoring::Scorer`]), its calibrator and live history counters; and where the
 //! bundles of a models folder are.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rocket::http::Status;
 use serde_json::{Map, Value};
-use tch::{CModule, Device, Kind, Tensor};
+use tch::Device;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::config::EventWindow;
-use super::export::{BundleMetadata, FORMAT_LIGHTGBM, FORMAT_TORCHSCRIPT};
+use super::export::BundleMetadata;
 use super::history::{Feedback, HistoryOptions, OnlineHistory};
 use super::request::{raw_value, type_name, ApiError, ApiResult};
 use crate::data::io::read_json;
 use crate::data::schema::ColumnKind;
 use crate::error::{DataError, Result};
 use crate::eval::calibrate::Calibrator;
+use crate::features::map::Rows;
 use crate::features::{FeatureMap, RawValue};
+use crate::scoring::Scorer;
 
 /// One loaded bundle.
 pub struct Bundle {
@@ -27,19 +29,11 @@ pub struct Bundle {
     pub meta: BundleMetadata,
     pub map: FeatureMap,
     kinds: HashMap<String, ColumnKind>,
-    scorer: Scorer,
+    scorer: Box<dyn Scorer + Send + Sync>,
     /// Applied to every probability when the bundle has `calibration.json`.
     calibrator: Option<Calibrator>,
-    device: Device,
     /// The live counters of a model with history inputs.
     pub history: Option<OnlineHistory>,
-}
-
-/// What turns encoded rows into probabilities.
-pub(super) enum Scorer {
-    Torch(CModule),
-    #[cfg(feature = "lightgbm")]
-    Lightgbm(crate::gbdt::lgbm::Booster),
 }
 
 impl Bundle {
@@ -79,54 +73,7 @@ impl Bundle {
             )?),
             None => None,
         };
-        let scorer = match meta.format.as_str() {
-            FORMAT_TORCHSCRIPT => {
-                let model_pt = dir.join("model.pt");
-                if !model_pt.is_file() {
-                    return Err(DataError::Invalid(format!(
-                        "{}: {}",
-                        model_pt.display(),
-                        if model_pt.exists() {
-                            "not a file"
-                        } else {
-                            "missing"
-                        }
-                    )));
-                }
-                Scorer::Torch(CModule::load_on_device(&model_pt, device).map_err(|e| {
-                    DataError::Invalid(format!("{}: libtorch: {e}", model_pt.display()))
-                })?)
-            }
-            #[cfg(feature = "lightgbm")]
-            FORMAT_LIGHTGBM => {
-                let path = dir.join(crate::gbdt::MODEL_FILE);
-                let booster = crate::gbdt::lgbm::Booster::from_file(&path)
-                    .map_err(|e| DataError::Invalid(format!("{}: {e}", path.display())))?;
-                if booster.cols() != map.num_fields() + map.num_dense() {
-                    return Err(DataError::Invalid(format!(
-                        "{}: the model reads {} columns, features.json gives {}",
-                        path.display(),
-                        booster.cols(),
-                        map.num_fields() + map.num_dense()
-                    )));
-                }
-                Scorer::Lightgbm(booster)
-            }
-            #[cfg(not(feature = "lightgbm"))]
-            FORMAT_LIGHTGBM => {
-                return Err(DataError::Invalid(format!(
-                    "{}: {}",
-                    dir.display(),
-                    crate::gbdt::not_built()
-                )))
-            }
-            other => {
-                return Err(DataError::Invalid(format!(
-                    "{}: unknown bundle format `{other}` (torchscript or lightgbm)",
-                    dir.join("metadata.json").display()
-                )))
-            }
-        };
+        let scorer = crate::family::load_bundle(&meta.format, dir, &map, device)?;
         if map.num_fields() != meta.num_fields || map.num_dense() != meta.num_dense {
             return Err(DataError::Invalid(format!(
                 "{}: features.json has {} fields and {} dense inputs, metadata.json {} and {}",
@@ -147,7 +94,6 @@ impl Bundle {
             kinds,
             scorer,
             calibrator: Calibrator::load_from(dir)?,
-            device,
             history,
         };
         // Warm up: the first forwards of a TorchScript module are slow.
@@ -160,58 +106,17 @@ impl Bundle {
 
     /// The device the bundle predicts on (LightGBM: always the CPU).
     pub fn device(&self) -> Device {
-        match self.scorer {
-            Scorer::Torch(_) => self.device,
-            #[cfg(feature = "lightgbm")]
-            Scorer::Lightgbm(_) => Device::Cpu,
-        }
+        self.scorer.device()
     }
 
     /// Probabilities of `rows` encoded rows (calibrated, when the bundle has
     /// a calibrator).
     pub fn forward(&self, ids: &[i32], dense: &[f32], rows: usize) -> Result<Vec<f32>> {
-        let p = self.score(ids, dense, rows)?;
+        let p = self.scorer.score(Rows { rows, ids, dense })?;
         Ok(match &self.calibrator {
-            Some(c) => p.into_iter().map(|p| c.apply(p as f64) as f32).collect(),
-            None => p,
+            Some(c) => p.into_iter().map(|p| c.apply(p) as f32).collect(),
+            None => p.into_iter().map(|p| p as f32).collect(),
         })
-    }
-
-    /// The model's own probabilities.
-    fn score(&self, ids: &[i32], dense: &[f32], rows: usize) -> Result<Vec<f32>> {
-        match &self.scorer {
-            Scorer::Torch(module) => {
-                let _guard = tch::no_grad_guard();
-                let (nf, nd) = (self.map.num_fields() as i64, self.map.num_dense() as i64);
-                let ids = Tensor::from_slice(ids)
-                    .view([rows as i64, nf])
-                    .to_kind(Kind::Int64)
-                    .to(self.device);
-                let dense = Tensor::from_slice(dense)
-                    .view([rows as i64, nd])
-                    .to(self.device);
-                let p = module.forward_ts(&[ids, dense]).map_err(|e| {
-                    DataError::Invalid(format!("{}: libtorch: {e}", self.dir.display()))
-                })?;
-                Vec::<f32>::try_from(p.to(Device::Cpu)).map_err(|e| {
-                    DataError::Invalid(format!("{}: libtorch: {e}", self.dir.display()))
-                })
-            }
-            #[cfg(feature = "lightgbm")]
-            Scorer::Lightgbm(booster) => {
-                let e = crate::features::map::Encoded {
-                    rows,
-                    ids: ids.to_vec(),
-                    dense: dense.to_vec(),
-                    labels: Vec::new(),
-                };
-                let x = crate::gbdt::matrix(&e, &self.map.offsets(), self.map.num_dense());
-                let p = booster
-                    .predict(&x, 0, "num_threads=1")
-                    .map_err(|e| DataError::Invalid(format!("{}: {e}", self.dir.display())))?;
-                Ok(p.into_iter().map(|p| p as f32).collect())
-            }
-        }
     }
 
     /// Validate and encode one instance. Unknown fields and wrong types are

@@ -18,16 +18,16 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tch::{CModule, Device, Kind, Tensor};
+use tch::Device;
 
 use crate::data::io::{build_dir_atomically, read_json, write_json};
 use crate::data::manifest::now_rfc3339;
-use crate::data::writer::Split;
 use crate::error::{DataError, Result};
 use crate::eval::calibrate::Calibrator;
-use crate::features::cache::{Batch, Loader, LoaderOptions};
+use crate::family::open_run;
 use crate::run::{git_commit, RunInfo};
-use crate::train::trainer::{load_run, torch_err};
+use crate::scoring::OpenRun;
+pub use crate::scoring::{ExportCheck, FORMAT_LIGHTGBM, FORMAT_TORCHSCRIPT};
 
 /// The largest difference allowed between the exported module's
 /// probabilities and the training-side model's.
@@ -94,13 +94,6 @@ pub struct BundleMetadata {
     pub calibration: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExportCheck {
-    pub rows: usize,
-    pub max_abs_diff_batch1: f64,
-    pub max_abs_diff_batch_n: f64,
-}
-
 #[derive(Debug, Clone)]
 pub struct ExportReport {
     pub out: PathBuf,
@@ -120,18 +113,6 @@ fn next_version(dir: &Path) -> u64 {
         .unwrap_or(1)
 }
 
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[])
-}
-
-/// `metadata.json`'s `format` of a TorchScript bundle (`model.pt`) ...
-pub const FORMAT_TORCHSCRIPT: &str = "torchscript";
-/// ... and of a LightGBM one (`model.lgb`).
-pub const FORMAT_LIGHTGBM: &str = "lightgbm";
-
 fn d_format() -> String {
     FORMAT_TORCHSCRIPT.into()
 }
@@ -139,136 +120,18 @@ fn d_format() -> String {
 /// Export a run's best model as a bundle: TorchScript for a deep run, the
 /// LightGBM model file for a LightGBM run.
 pub fn export(opts: &ExportOptions) -> Result<ExportReport> {
-    let run_dir = &opts.run;
-    if !run_dir.join("run.json").exists() {
-        return Err(DataError::Invalid(format!(
-            "{}: not a run directory (no run.json); runs are written by `ctr-dl train`",
-            run_dir.display()
-        )));
-    }
-    let info: RunInfo = read_json(&run_dir.join("run.json"))?;
-    if info.model == crate::gbdt::LIGHTGBM {
-        #[cfg(feature = "lightgbm")]
-        {
-            let (cfg, info, ds, run) = crate::gbdt::load_gbdt_run(run_dir)?;
-            let config = serde_json::to_value(&cfg)
-                .map_err(|e| DataError::Invalid(format!("config: {e}")))?;
-            let target = Target::of(opts, &cfg.name)?;
-            let rows = opts.check_rows.max(2);
-            return write_bundle(opts, target, &info, &ds, config, FORMAT_LIGHTGBM, |dir| {
-                gbdt_model(dir, &run, &ds, rows)
-            });
-        }
-        #[cfg(not(feature = "lightgbm"))]
-        return Err(crate::gbdt::not_built());
-    }
-    let (cfg, info, ds, mut net) = load_run(run_dir, Device::Cpu)?;
-    let target = Target::of(opts, &cfg.name)?;
-    let config =
-        serde_json::to_value(&cfg).map_err(|e| DataError::Invalid(format!("config: {e}")))?;
-
-    // Rows to trace with and to check against: the head of the test split.
-    let check = first_batch(&ds, opts.check_rows.max(2))?;
-    net.vs.freeze();
-    let _guard = tch::no_grad_guard();
-    let model = &net.model;
-    let mut forward = |x: &[Tensor]| vec![model.forward_t(&x[0], &x[1], false).sigmoid()];
-    let module = CModule::create_by_tracing(
-        "CtrModel",
-        "forward",
-        &[check.ids.shallow_clone(), check.dense.shallow_clone()],
-        &mut forward,
-    )
-    .map_err(|e| torch_err(run_dir, e))?;
-    write_bundle(
-        opts,
-        target,
-        &info,
-        &ds,
+    let OpenRun {
+        info,
+        name,
         config,
-        FORMAT_TORCHSCRIPT,
-        |dir| {
-            let model_pt = dir.join("model.pt");
-            module
-                .save(&model_pt)
-                .map_err(|e| torch_err(&model_pt, e))?;
-            drop(module);
-            // The check runs on the module as saved, loaded back.
-            let loaded = CModule::load_on_device(&model_pt, Device::Cpu)
-                .map_err(|e| torch_err(&model_pt, e))?;
-            let want = model.forward_t(&check.ids, &check.dense, false).sigmoid();
-            let got = loaded
-                .forward_ts(&[&check.ids, &check.dense])
-                .map_err(|e| torch_err(&model_pt, e))?;
-            let diff_n = max_abs_diff(&got, &want);
-            let mut diff_1 = 0f64;
-            for r in 0..check.rows.min(16) as i64 {
-                let ids = check.ids.narrow(0, r, 1);
-                let dense = check.dense.narrow(0, r, 1);
-                let got = loaded
-                    .forward_ts(&[&ids, &dense])
-                    .map_err(|e| torch_err(&model_pt, e))?;
-                diff_1 = diff_1.max(max_abs_diff(&got, &want.narrow(0, r, 1)));
-            }
-            Ok(ExportCheck {
-                rows: check.rows,
-                max_abs_diff_batch1: diff_1,
-                max_abs_diff_batch_n: diff_n,
-            })
-        },
-    )
-}
-
-/// Copy a LightGBM run's model file into the bundle and check the copy, as
-/// loaded back, against the run's booster on the head of the test split.
-#[cfg(feature = "lightgbm")]
-fn gbdt_model(
-    dir: &Path,
-    run: &crate::gbdt::GbdtRun,
-    ds: &crate::features::cache::EncodedDataset,
-    rows: usize,
-) -> Result<ExportCheck> {
-    use crate::gbdt::{lgbm::Booster, matrix, MODEL_FILE};
-    let e = ds.read_all(Split::Test)?;
-    if e.rows == 0 {
-        return Err(DataError::Invalid(format!(
-            "{}: the test split is empty; export checks the model on test rows",
-            ds.dir.display()
-        )));
-    }
-    let n = rows.min(e.rows);
-    let cols = run.offsets.len() + run.num_dense;
-    let x = matrix(&e, &run.offsets, run.num_dense);
-    let x = &x[..n * cols];
-    let path = dir.join(MODEL_FILE);
-    let text = run
-        .booster
-        .to_model_string(0)
-        .map_err(|err| DataError::Invalid(format!("{}: {err}", path.display())))?;
-    crate::data::io::atomic_write(&path, text.as_bytes())?;
-    let loaded = Booster::from_file(&path)
-        .map_err(|err| DataError::Invalid(format!("{}: {err}", path.display())))?;
-    let lg = |r: std::result::Result<Vec<f64>, crate::gbdt::lgbm::LgbmError>| {
-        r.map_err(|err| DataError::Invalid(format!("{}: {err}", path.display())))
-    };
-    let want = run.predict(x)?;
-    let got = lg(loaded.predict(x, 0, ""))?;
-    let diff = |a: &[f64], b: &[f64]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max)
-    };
-    let diff_n = diff(&got, &want);
-    let mut diff_1 = 0f64;
-    for r in 0..n.min(16) {
-        let one = lg(loaded.predict(&x[r * cols..(r + 1) * cols], 0, "num_threads=1"))?;
-        diff_1 = diff_1.max(diff(&one, &want[r..r + 1]));
-    }
-    Ok(ExportCheck {
-        rows: n,
-        max_abs_diff_batch1: diff_1,
-        max_abs_diff_batch_n: diff_n,
+        ds,
+        mut model,
+    } = open_run(&opts.run, Device::Cpu)?;
+    let target = Target::of(opts, &name)?;
+    let format = model.bundle_format();
+    let rows = opts.check_rows.max(2);
+    write_bundle(opts, target, &info, &ds, config, format, |dir| {
+        model.write_bundle_model(dir, &ds, rows)
     })
 }
 
@@ -381,24 +244,4 @@ fn write_bundle(
         Ok(metadata)
     })?;
     Ok(ExportReport { out, metadata })
-}
-
-/// The first `rows` rows of the test split (fewer if the split is smaller).
-fn first_batch(ds: &crate::features::cache::EncodedDataset, rows: usize) -> Result<Batch> {
-    let mut loader = Loader::new(
-        ds,
-        Split::Test,
-        LoaderOptions {
-            batch_size: rows,
-            prefetch: 1,
-            ..Default::default()
-        },
-    )?;
-    match loader.next() {
-        Some(b) => b,
-        None => Err(DataError::Invalid(format!(
-            "{}: the test split is empty; export checks the module on test rows",
-            ds.dir.display()
-        ))),
-    }
 }

@@ -3,6 +3,7 @@
 //! and checkpoints ([`trainer`]). What a run is lives in [`crate::run`].
 pub mod config;
 pub mod optim;
+pub mod scoring;
 pub mod trainer;
 
 pub use crate::run::{TrainOptions, TrainReport};

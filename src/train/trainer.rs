@@ -125,9 +125,19 @@ impl Loaded {
 
     /// Click probabilities of a batch (evaluation mode; call under no_grad).
     pub fn probs(&self, b: &Batch) -> std::result::Result<Vec<f64>, tch::TchError> {
+        self.probs_of(&b.ids, &b.dense)
+    }
+
+    /// Click probabilities of input tensors `ids` `[B, F]` and `dense`
+    /// `[B, D]` (evaluation mode; call under no_grad).
+    pub fn probs_of(
+        &self,
+        ids: &Tensor,
+        dense: &Tensor,
+    ) -> std::result::Result<Vec<f64>, tch::TchError> {
         let p = self
             .model
-            .forward_t(&b.ids.to(self.device), &b.dense.to(self.device), false)
+            .forward_t(&ids.to(self.device), &dense.to(self.device), false)
             .sigmoid()
             .to_kind(Kind::Double)
             .to(Device::Cpu);
