@@ -150,12 +150,12 @@ fn train_experiment(
     }
     let cfg = ExperimentConfig::load(path, set)?;
     if let Some(kind) = only {
-        if cfg.model.kind != kind {
+        if cfg.model.kind() != kind {
             bail!(
                 "{}: `ctr-dl baseline` trains LightGBM (a [lightgbm] section) or logistic regression \
                  (model.kind = \"lr\"), not {}; train it with `ctr-dl train`",
                 path.display(),
-                cfg.model.kind.name()
+                cfg.model.kind().name()
             );
         }
     }

@@ -99,7 +99,7 @@ pub fn compare(paths: &[PathBuf]) -> Result<Vec<RunRow>> {
             let settings = if info.model == LIGHTGBM {
                 GbdtExperiment::load(&config, &[])?.lightgbm.describe()
             } else {
-                deep_settings(&ExperimentConfig::load(&config, &[])?)
+                deep_settings(&ExperimentConfig::load_saved(&config)?)
             };
             Ok(RunRow {
                 run: info.run,
@@ -122,28 +122,12 @@ pub fn compare(paths: &[PathBuf]) -> Result<Vec<RunRow>> {
 
 /// The key settings of a deep run.
 fn deep_settings(cfg: &ExperimentConfig) -> String {
-    use crate::models::ModelKind;
-    let md = &cfg.model;
-    let mut settings = format!("dim {}", md.embedding_dim);
-    if !matches!(md.kind, ModelKind::Lr | ModelKind::Fm) {
-        settings += &format!(" mlp {:?}", md.mlp);
-    }
-    match md.kind {
-        ModelKind::Dcn | ModelKind::Dcnv2 => settings += &format!(" cross {}", md.cross_layers),
-        ModelKind::Xdeepfm => settings += &format!(" cin {:?}", md.cin),
-        ModelKind::Autoint => {
-            settings += &format!(
-                " attention {}x{}x{}",
-                md.attention_layers, md.attention_heads, md.attention_dim
-            )
-        }
-        ModelKind::Finalmlp => {
-            settings += &format!(" mlp2 {:?} heads {}", md.mlp2, md.fusion_heads)
-        }
-        _ => {}
-    }
+    let mut settings = cfg.model.summary();
     let t = &cfg.train;
-    settings += &format!(" lr {:e}", t.lr);
+    if !settings.is_empty() {
+        settings.push(' ');
+    }
+    settings += &format!("lr {:e}", t.lr);
     if t.embedding_lr_or_lr() != t.lr {
         settings += &format!(" emb lr {:e}", t.embedding_lr);
     }

@@ -1,8 +1,9 @@
 //! DeepFM: an FM and an MLP sharing one embedding table; their logits add.
+use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-use super::layers::{fm_interaction, DeepTower, EmbeddingTable, LinearPart};
-use super::{CtrModel, InputShape, ModelConfig};
+use super::layers::{fm_interaction, DeepTower, EmbeddingTable, LinearPart, MlpConfig};
+use super::{CtrModel, Embedding, InputShape, ModelSettings};
 
 #[derive(Debug)]
 pub struct DeepFm {
@@ -11,12 +12,40 @@ pub struct DeepFm {
     deep: DeepTower,
 }
 
+/// DeepFM's settings: embeddings and an MLP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeepFmConfig {
+    #[serde(flatten)]
+    pub embedding: Embedding,
+    #[serde(flatten)]
+    pub mlp: MlpConfig,
+}
+
+impl ModelSettings for DeepFmConfig {
+    fn check(&self) -> Result<(), String> {
+        self.embedding.check()?;
+        self.mlp.check()
+    }
+
+    fn build(&self, vs: &nn::Path, shape: InputShape) -> Box<dyn CtrModel> {
+        Box::new(DeepFm::new(vs, self, shape))
+    }
+
+    fn summary(&self) -> String {
+        self.embedding.summary(Some(&self.mlp))
+    }
+}
+
 impl DeepFm {
-    pub fn new(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
+    pub fn new(vs: &nn::Path, cfg: &DeepFmConfig, shape: InputShape) -> Self {
         DeepFm {
-            linear: LinearPart::for_model(&(vs / "linear"), cfg, shape),
-            embedding: EmbeddingTable::for_model(&(vs / "embedding"), cfg, shape),
-            deep: DeepTower::for_model(vs, cfg, shape),
+            linear: LinearPart::for_model(
+                &(vs / "linear"),
+                cfg.embedding.embedding_init_std,
+                shape,
+            ),
+            embedding: EmbeddingTable::for_model(&(vs / "embedding"), &cfg.embedding, shape),
+            deep: DeepTower::for_model(vs, &cfg.embedding, &cfg.mlp, shape),
         }
     }
 }

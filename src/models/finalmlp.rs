@@ -2,11 +2,12 @@
 //! embeddings, each input first scaled by a learned feature gate of its own,
 //! and a multi-head bilinear fusion of the two streams' outputs into one
 //! logit: `w1.o1 + w2.o2 + sum_h o1_h^T W_h o2_h + b`.
+use serde::{Deserialize, Serialize};
 use tch::nn::{self, Init, Module};
 use tch::{Kind, Tensor};
 
-use super::layers::{head, EmbeddingTable, Mlp, MlpConfig};
-use super::{deep_input, CtrModel, InputShape, ModelConfig};
+use super::layers::{default_mlp, head, EmbeddingTable, Mlp, MlpConfig};
+use super::{deep_input, CtrModel, Embedding, InputShape, ModelSettings};
 
 /// Hidden units of each feature gate's MLP (FuxiCTR's default).
 const GATE_HIDDEN: i64 = 64;
@@ -18,6 +19,61 @@ struct FeatureGate {
     ctx: Tensor,
     mlp: Mlp,
     out: nn::Linear,
+}
+
+/// FinalMLP's settings: `mlp` (with `dropout`, `batch_norm`) is the first
+/// stream, `mlp2` the second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalMlpConfig {
+    #[serde(flatten)]
+    pub embedding: Embedding,
+    #[serde(flatten)]
+    pub mlp: MlpConfig,
+    /// Hidden sizes of the second stream (default [400, 400, 400]).
+    #[serde(default = "default_mlp")]
+    pub mlp2: Vec<i64>,
+    /// Heads of the bilinear fusion (default 10); must divide both streams'
+    /// output sizes.
+    #[serde(default = "default_fusion_heads")]
+    pub fusion_heads: i64,
+}
+
+impl ModelSettings for FinalMlpConfig {
+    fn check(&self) -> Result<(), String> {
+        self.embedding.check()?;
+        self.mlp.check()?;
+        if self.mlp2.iter().any(|&h| h <= 0) {
+            return Err("model.mlp2 sizes must be positive".into());
+        }
+        let (a, b) = (self.mlp.hidden.last(), self.mlp2.last());
+        let (Some(&a), Some(&b)) = (a, b) else {
+            return Err("model.mlp and model.mlp2: finalmlp needs both streams".into());
+        };
+        if self.fusion_heads <= 0 || a % self.fusion_heads != 0 || b % self.fusion_heads != 0 {
+            return Err(format!(
+                "model.fusion_heads = {} must divide both streams' output sizes ({a} and {b})",
+                self.fusion_heads
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, vs: &nn::Path, shape: InputShape) -> Box<dyn CtrModel> {
+        Box::new(FinalMlp::new(vs, self, shape))
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{} mlp2 {:?} heads {}",
+            self.embedding.summary(Some(&self.mlp)),
+            self.mlp2,
+            self.fusion_heads
+        )
+    }
+}
+
+fn default_fusion_heads() -> i64 {
+    10
 }
 
 impl FeatureGate {
@@ -68,22 +124,22 @@ pub struct FinalMlp {
 }
 
 impl FinalMlp {
-    pub fn new(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
-        let in_dim = shape.deep_dim(cfg);
+    pub fn new(vs: &nn::Path, cfg: &FinalMlpConfig, shape: InputShape) -> Self {
+        let in_dim = shape.deep_dim(cfg.embedding.embedding_dim);
         let mlp2 = MlpConfig {
             hidden: cfg.mlp2.clone(),
-            ..cfg.mlp_config()
+            ..cfg.mlp.clone()
         };
-        let s1 = Mlp::new(&(vs / "mlp"), in_dim, &cfg.mlp_config());
+        let s1 = Mlp::new(&(vs / "mlp"), in_dim, &cfg.mlp);
         let s2 = Mlp::new(&(vs / "mlp2"), in_dim, &mlp2);
         let heads = cfg.fusion_heads;
         let (h1, h2) = (s1.out_dim / heads, s2.out_dim / heads);
         let std = (2.0 / (h1 + h2) as f64).sqrt();
         FinalMlp {
-            embedding: EmbeddingTable::for_model(&(vs / "embedding"), cfg, shape),
+            embedding: EmbeddingTable::for_model(&(vs / "embedding"), &cfg.embedding, shape),
             gates: [
-                FeatureGate::new(&(vs / "gate1"), cfg.embedding_dim, in_dim),
-                FeatureGate::new(&(vs / "gate2"), cfg.embedding_dim, in_dim),
+                FeatureGate::new(&(vs / "gate1"), cfg.embedding.embedding_dim, in_dim),
+                FeatureGate::new(&(vs / "gate2"), cfg.embedding.embedding_dim, in_dim),
             ],
             w1: head(&(vs / "w1"), s1.out_dim, shape.prior_logit),
             w2: head(&(vs / "w2"), s2.out_dim, 0.0),

@@ -5,7 +5,9 @@
 use tch::nn::{self, Init, Module, ModuleT};
 use tch::{Kind, Tensor};
 
-use super::{InputShape, ModelConfig};
+use serde::{Deserialize, Serialize};
+
+use super::{Embedding, InputShape};
 
 /// One embedding table for all categorical fields (rows are global: each
 /// field's offset is already added to its ids), looked up once per batch with
@@ -30,7 +32,7 @@ impl EmbeddingTable {
     }
 
     /// The model's table: all fields' rows, `embedding_dim` wide.
-    pub fn for_model(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
+    pub fn for_model(vs: &nn::Path, cfg: &Embedding, shape: InputShape) -> Self {
         Self::new(
             vs,
             shape.vocab_size,
@@ -74,13 +76,14 @@ impl LinearPart {
         }
     }
 
-    /// The model's linear part, its bias starting at the prior logit.
-    pub fn for_model(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
+    /// The model's linear part (its per-value weights initialised
+    /// N(0, `init_std`)), its bias starting at the prior logit.
+    pub fn for_model(vs: &nn::Path, init_std: f64, shape: InputShape) -> Self {
         Self::new(
             vs,
             shape.vocab_size,
             shape.num_dense,
-            cfg.embedding_init_std,
+            init_std,
             shape.prior_logit,
         )
     }
@@ -111,12 +114,36 @@ pub fn fm_interaction(emb: &Tensor) -> Tensor {
     ((&sum * &sum) - sum_sq).sum_dim_intlist(&[1i64][..], false, Kind::Float) * 0.5
 }
 
-/// Settings of an MLP.
-#[derive(Debug, Clone)]
+/// Settings of an MLP: in a model's `[model]` section, `mlp`, `dropout`
+/// and `batch_norm`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MlpConfig {
+    /// Hidden sizes (default [400, 400, 400]); `[]` drops the MLP where the
+    /// model has it as an option.
+    #[serde(rename = "mlp", default = "default_mlp")]
     pub hidden: Vec<i64>,
+    /// Dropout after each hidden layer (default 0).
+    #[serde(default)]
     pub dropout: f64,
+    /// Batch norm after each hidden linear layer (default false).
+    #[serde(default)]
     pub batch_norm: bool,
+}
+
+pub(crate) fn default_mlp() -> Vec<i64> {
+    vec![400, 400, 400]
+}
+
+impl MlpConfig {
+    pub fn check(&self) -> Result<(), String> {
+        if self.hidden.iter().any(|&h| h <= 0) {
+            return Err("model.mlp sizes must be positive".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err("model.dropout must be in [0, 1)".into());
+        }
+        Ok(())
+    }
 }
 
 /// Linear, optional batch norm, ReLU, optional dropout; repeated.
@@ -147,8 +174,8 @@ impl Mlp {
     }
 
     /// The model's MLP, or none when `mlp = []`.
-    pub fn optional(vs: &nn::Path, in_dim: i64, cfg: &ModelConfig) -> Option<Self> {
-        (!cfg.mlp.is_empty()).then(|| Self::new(vs, in_dim, &cfg.mlp_config()))
+    pub fn optional(vs: &nn::Path, in_dim: i64, cfg: &MlpConfig) -> Option<Self> {
+        (!cfg.hidden.is_empty()).then(|| Self::new(vs, in_dim, cfg))
     }
 
     /// # Shapes
@@ -178,9 +205,14 @@ pub struct DeepTower {
 }
 
 impl DeepTower {
-    pub fn for_model(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
-        let in_dim = shape.deep_dim(cfg);
-        let mlp = Mlp::new(&(vs / "mlp"), in_dim, &cfg.mlp_config());
+    pub fn for_model(
+        vs: &nn::Path,
+        embedding: &Embedding,
+        cfg: &MlpConfig,
+        shape: InputShape,
+    ) -> Self {
+        let in_dim = shape.deep_dim(embedding.embedding_dim);
+        let mlp = Mlp::new(&(vs / "mlp"), in_dim, cfg);
         DeepTower {
             out: head(&(vs / "head"), mlp.out_dim, 0.0),
             mlp,
@@ -189,8 +221,13 @@ impl DeepTower {
 
     /// The model's deep tower, or none when `mlp = []` (xDeepFM and AutoInt,
     /// where the MLP is optional).
-    pub fn optional(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Option<Self> {
-        (!cfg.mlp.is_empty()).then(|| Self::for_model(vs, cfg, shape))
+    pub fn optional(
+        vs: &nn::Path,
+        embedding: &Embedding,
+        cfg: &MlpConfig,
+        shape: InputShape,
+    ) -> Option<Self> {
+        (!cfg.hidden.is_empty()).then(|| Self::for_model(vs, embedding, cfg, shape))
     }
 
     /// # Shapes
@@ -305,7 +342,7 @@ pub struct DenseFields {
 }
 
 impl DenseFields {
-    pub fn for_model(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Self {
+    pub fn for_model(vs: &nn::Path, cfg: &Embedding, shape: InputShape) -> Self {
         DenseFields {
             v: (shape.num_dense > 0).then(|| {
                 vs.var(

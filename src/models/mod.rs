@@ -73,153 +73,213 @@ impl ModelKind {
     }
 }
 
-/// DCNv2's arrangement of cross network and MLP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Structure {
-    /// Cross network and MLP side by side, outputs concatenated.
-    #[default]
-    Parallel,
-    /// The MLP on top of the cross network.
-    Stacked,
+/// The `[model]` section: `kind` picks the model, and the other keys are
+/// that model's own settings, whose type lives beside the model (a key of
+/// another model is an error that names both).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelConfig {
+    Lr(lr::LrConfig),
+    Fm(fm::FmConfig),
+    WideDeep(wide_deep::WideDeepConfig),
+    Deepfm(deepfm::DeepFmConfig),
+    Dcn(dcn::DcnConfig),
+    Dcnv2(dcnv2::DcnV2Config),
+    Xdeepfm(xdeepfm::XDeepFmConfig),
+    Autoint(autoint::AutoIntConfig),
+    Finalmlp(finalmlp::FinalMlpConfig),
 }
 
-/// The `[model]` section.
+/// What the registry needs of a model's settings.
+pub trait ModelSettings {
+    /// Check the settings; a message names the key (`model.cin: ...`).
+    fn check(&self) -> Result<(), String>;
+    /// Build the model's parameters under `vs`.
+    fn build(&self, vs: &nn::Path, shape: InputShape) -> Box<dyn CtrModel>;
+    /// The key settings in a few words, for `compare` (`dim 16 mlp [400]`).
+    fn summary(&self) -> String;
+}
+
+impl ModelConfig {
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            ModelConfig::Lr(_) => ModelKind::Lr,
+            ModelConfig::Fm(_) => ModelKind::Fm,
+            ModelConfig::WideDeep(_) => ModelKind::WideDeep,
+            ModelConfig::Deepfm(_) => ModelKind::Deepfm,
+            ModelConfig::Dcn(_) => ModelKind::Dcn,
+            ModelConfig::Dcnv2(_) => ModelKind::Dcnv2,
+            ModelConfig::Xdeepfm(_) => ModelKind::Xdeepfm,
+            ModelConfig::Autoint(_) => ModelKind::Autoint,
+            ModelConfig::Finalmlp(_) => ModelKind::Finalmlp,
+        }
+    }
+
+    fn settings(&self) -> &dyn ModelSettings {
+        match self {
+            ModelConfig::Lr(c) => c,
+            ModelConfig::Fm(c) => c,
+            ModelConfig::WideDeep(c) => c,
+            ModelConfig::Deepfm(c) => c,
+            ModelConfig::Dcn(c) => c,
+            ModelConfig::Dcnv2(c) => c,
+            ModelConfig::Xdeepfm(c) => c,
+            ModelConfig::Autoint(c) => c,
+            ModelConfig::Finalmlp(c) => c,
+        }
+    }
+
+    /// The settings of `kind` in `table` (without `kind`); keys that are
+    /// not the model's are left to the caller.
+    fn of_kind(kind: ModelKind, table: toml::Table) -> Result<ModelConfig, String> {
+        fn parse<T: serde::de::DeserializeOwned>(t: toml::Table) -> Result<T, String> {
+            toml::Value::Table(t)
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("model: {}", e.message()))
+        }
+        Ok(match kind {
+            ModelKind::Lr => ModelConfig::Lr(parse(table)?),
+            ModelKind::Fm => ModelConfig::Fm(parse(table)?),
+            ModelKind::WideDeep => ModelConfig::WideDeep(parse(table)?),
+            ModelKind::Deepfm => ModelConfig::Deepfm(parse(table)?),
+            ModelKind::Dcn => ModelConfig::Dcn(parse(table)?),
+            ModelKind::Dcnv2 => ModelConfig::Dcnv2(parse(table)?),
+            ModelKind::Xdeepfm => ModelConfig::Xdeepfm(parse(table)?),
+            ModelKind::Autoint => ModelConfig::Autoint(parse(table)?),
+            ModelKind::Finalmlp => ModelConfig::Finalmlp(parse(table)?),
+        })
+    }
+
+    /// A model's defaults.
+    pub fn default_of(kind: ModelKind) -> ModelConfig {
+        ModelConfig::of_kind(kind, toml::Table::new()).expect("every setting has a default")
+    }
+
+    /// The model's settings as a TOML table, without `kind`.
+    pub fn settings_table(&self) -> toml::Table {
+        let Ok(toml::Value::Table(mut t)) = toml::Value::try_from(self) else {
+            unreachable!("model settings serialize as a table")
+        };
+        t.remove("kind");
+        t
+    }
+
+    /// The keys a model of `kind` takes, besides `kind`.
+    pub fn keys_of(kind: ModelKind) -> Vec<String> {
+        ModelConfig::default_of(kind)
+            .settings_table()
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The `[model]` table: `kind`, then that model's settings. With
+    /// `strict`, a key the model does not take is an error naming the model
+    /// (and the models that take it); without, it is dropped (runs saved
+    /// before each model had its own settings hold every model's keys).
+    pub fn from_table(mut table: toml::Table, strict: bool) -> Result<ModelConfig, String> {
+        let names = || {
+            ModelKind::ALL
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let kind: ModelKind = table
+            .remove("kind")
+            .ok_or_else(|| format!("model.kind is missing (one of {})", names()))?
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                format!("model.kind: {} (one of {})", e.message(), names())
+            })?;
+        let own = ModelConfig::keys_of(kind);
+        let foreign: Vec<String> = table.keys().filter(|k| !own.contains(k)).cloned().collect();
+        if let (true, Some(key)) = (strict, foreign.first()) {
+            let takers: Vec<&str> = ModelKind::ALL
+                .iter()
+                .filter(|k| ModelConfig::keys_of(**k).contains(key))
+                .map(|k| k.name())
+                .collect();
+            let whose = match takers.is_empty() {
+                true => "no model takes it".to_string(),
+                false => format!("it is a setting of {}", takers.join(", ")),
+            };
+            return Err(format!(
+                "model.{key}: {} has no setting `{key}` ({whose}); {}'s settings: {}",
+                kind.name(),
+                kind.name(),
+                own.join(", ")
+            ));
+        }
+        for key in foreign {
+            table.remove(&key);
+        }
+        ModelConfig::of_kind(kind, table)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.settings().check()
+    }
+
+    /// The key settings in a few words (empty for LR).
+    pub fn summary(&self) -> String {
+        self.settings().summary()
+    }
+
+    /// Build the model's parameters under `vs`.
+    pub fn build(&self, vs: &nn::Path, shape: InputShape) -> Box<dyn CtrModel> {
+        self.settings().build(vs, shape)
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let table = toml::Table::deserialize(d)?;
+        ModelConfig::from_table(table, true).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The embedding settings of every model with embeddings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    pub kind: ModelKind,
+pub struct Embedding {
     /// Embedding dimension of every field (default 16).
     #[serde(default = "default_dim")]
     pub embedding_dim: i64,
     /// Standard deviation of the embedding initialisation (default 1e-4).
     #[serde(default = "default_init_std")]
     pub embedding_init_std: f64,
-    /// Hidden sizes of the MLP (default [400, 400, 400]); Wide&Deep, DeepFM, DCN, DCNv2.
-    #[serde(default = "default_mlp")]
-    pub mlp: Vec<i64>,
-    /// Dropout after each hidden layer (default 0).
-    #[serde(default)]
-    pub dropout: f64,
-    /// Batch norm after each hidden linear layer (default false).
-    #[serde(default)]
-    pub batch_norm: bool,
-    /// Cross layers of DCN and DCNv2 (default 3).
-    #[serde(default = "default_cross")]
-    pub cross_layers: i64,
-    /// DCNv2: 0 (default) for full-rank cross layers, else the rank of the
-    /// low-rank mixture.
-    #[serde(default)]
-    pub low_rank: i64,
-    /// DCNv2 low-rank: number of experts (default 4).
-    #[serde(default = "default_experts")]
-    pub experts: i64,
-    /// DCNv2: `parallel` (default) or `stacked`.
-    #[serde(default)]
-    pub structure: Structure,
-    /// xDeepFM: feature maps of each CIN layer (default [64, 64]).
-    #[serde(default = "default_cin")]
-    pub cin: Vec<i64>,
-    /// AutoInt: self-attention layers (default 3).
-    #[serde(default = "default_attention_layers")]
-    pub attention_layers: i64,
-    /// AutoInt: heads of each attention layer (default 2).
-    #[serde(default = "default_attention_heads")]
-    pub attention_heads: i64,
-    /// AutoInt: width of each head (default 32).
-    #[serde(default = "default_attention_dim")]
-    pub attention_dim: i64,
-    /// FinalMLP: hidden sizes of the second stream (default [400, 400, 400]);
-    /// the first is `mlp`.
-    #[serde(default = "default_mlp")]
-    pub mlp2: Vec<i64>,
-    /// FinalMLP: heads of the bilinear fusion (default 10); must divide both
-    /// streams' output sizes.
-    #[serde(default = "default_fusion_heads")]
-    pub fusion_heads: i64,
 }
 
-fn default_dim() -> i64 {
-    16
-}
-fn default_init_std() -> f64 {
-    1e-4
-}
-fn default_mlp() -> Vec<i64> {
-    vec![400, 400, 400]
-}
-fn default_cross() -> i64 {
-    3
-}
-fn default_experts() -> i64 {
-    4
-}
-fn default_cin() -> Vec<i64> {
-    vec![64, 64]
-}
-fn default_attention_layers() -> i64 {
-    3
-}
-fn default_attention_heads() -> i64 {
-    2
-}
-fn default_attention_dim() -> i64 {
-    32
-}
-fn default_fusion_heads() -> i64 {
-    10
-}
+impl Embedding {
+    /// `dim K`, and ` mlp [..]` when there is an MLP.
+    pub(crate) fn summary(&self, mlp: Option<&layers::MlpConfig>) -> String {
+        let mut s = format!("dim {}", self.embedding_dim);
+        if let Some(m) = mlp {
+            s += &format!(" mlp {:?}", m.hidden);
+        }
+        s
+    }
 
-impl ModelConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), String> {
         if self.embedding_dim <= 0 {
             return Err("model.embedding_dim must be positive".into());
         }
-        if self.mlp.iter().any(|&h| h <= 0) {
-            return Err("model.mlp sizes must be positive".into());
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err("model.dropout must be in [0, 1)".into());
-        }
-        if self.cross_layers < 0 || self.low_rank < 0 || self.experts <= 0 {
-            return Err("model.cross_layers and low_rank must be >= 0, experts > 0".into());
-        }
-        if self.embedding_init_std.is_nan() || self.embedding_init_std <= 0.0 {
-            return Err("model.embedding_init_std must be positive".into());
-        }
-        if self.cin.iter().chain(&self.mlp2).any(|&h| h <= 0) {
-            return Err("model.cin and model.mlp2 sizes must be positive".into());
-        }
-        if self.attention_layers < 0 || self.attention_heads <= 0 || self.attention_dim <= 0 {
-            return Err(
-                "model.attention_layers must be >= 0, attention_heads and attention_dim > 0".into(),
-            );
-        }
-        if self.kind == ModelKind::Xdeepfm && self.cin.is_empty() {
-            return Err("model.cin: xdeepfm needs at least one CIN layer".into());
-        }
-        if self.kind == ModelKind::Finalmlp {
-            let (a, b) = (self.mlp.last(), self.mlp2.last());
-            let (Some(&a), Some(&b)) = (a, b) else {
-                return Err("model.mlp and model.mlp2: finalmlp needs both streams".into());
-            };
-            if self.fusion_heads <= 0 || a % self.fusion_heads != 0 || b % self.fusion_heads != 0 {
-                return Err(format!(
-                    "model.fusion_heads = {} must divide both streams' output sizes ({a} and {b})",
-                    self.fusion_heads
-                ));
-            }
-        }
-        Ok(())
+        check_init_std(self.embedding_init_std)
     }
+}
 
-    pub(crate) fn mlp_config(&self) -> layers::MlpConfig {
-        layers::MlpConfig {
-            hidden: self.mlp.clone(),
-            dropout: self.dropout,
-            batch_norm: self.batch_norm,
-        }
+pub(crate) fn check_init_std(std: f64) -> Result<(), String> {
+    if std.is_nan() || std <= 0.0 {
+        return Err("model.embedding_init_std must be positive".into());
     }
+    Ok(())
+}
+
+pub(crate) fn default_dim() -> i64 {
+    16
+}
+pub(crate) fn default_init_std() -> f64 {
+    1e-4
 }
 
 /// The input sizes a model is built for.
@@ -238,8 +298,8 @@ pub struct InputShape {
 impl InputShape {
     /// The width of [`deep_input`]: the flattened embeddings and the dense
     /// inputs, `F*K + D`.
-    pub fn deep_dim(&self, cfg: &ModelConfig) -> i64 {
-        self.num_fields * cfg.embedding_dim + self.num_dense
+    pub fn deep_dim(&self, embedding_dim: i64) -> i64 {
+        self.num_fields * embedding_dim + self.num_dense
     }
 }
 
@@ -248,21 +308,6 @@ pub trait CtrModel: Send {
     /// # Shapes
     /// `ids: i64 [B, F]`, `dense: f32 [B, D]` -> logits `f32 [B]`.
     fn forward_t(&self, ids: &Tensor, dense: &Tensor, train: bool) -> Tensor;
-}
-
-/// Build a model's parameters under `vs`.
-pub fn build(vs: &nn::Path, cfg: &ModelConfig, shape: InputShape) -> Box<dyn CtrModel> {
-    match cfg.kind {
-        ModelKind::Lr => Box::new(lr::Lr::new(vs, cfg, shape)),
-        ModelKind::Fm => Box::new(fm::Fm::new(vs, cfg, shape)),
-        ModelKind::WideDeep => Box::new(wide_deep::WideDeep::new(vs, cfg, shape)),
-        ModelKind::Deepfm => Box::new(deepfm::DeepFm::new(vs, cfg, shape)),
-        ModelKind::Dcn => Box::new(dcn::Dcn::new(vs, cfg, shape)),
-        ModelKind::Dcnv2 => Box::new(dcnv2::DcnV2::new(vs, cfg, shape)),
-        ModelKind::Xdeepfm => Box::new(xdeepfm::XDeepFm::new(vs, cfg, shape)),
-        ModelKind::Autoint => Box::new(autoint::AutoInt::new(vs, cfg, shape)),
-        ModelKind::Finalmlp => Box::new(finalmlp::FinalMlp::new(vs, cfg, shape)),
-    }
 }
 
 /// The embeddings of a batch flattened, with the dense inputs appended: the
@@ -303,7 +348,38 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(err.contains("attention_heads"), "{err}");
-        // CIN settings mean nothing to other models and are not checked there.
-        assert!(model("kind = 'deepfm'\ncin = []").validate().is_ok());
+        // Another model's key is an error that names both models.
+        let err = toml::from_str::<ModelConfig>("kind = 'deepfm'\ncin = []")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.cin")
+                && err.contains("deepfm has no setting")
+                && err.contains("xdeepfm"),
+            "{err}"
+        );
+        let err = toml::from_str::<ModelConfig>("kind = 'lr'\nembeding_dim = 4")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no model takes it"), "{err}");
+        // Runs saved before per-model settings hold every model's keys.
+        let legacy: toml::Table =
+            toml::from_str("kind = 'deepfm'\nembedding_dim = 8\ncin = [64, 64]\nmlp2 = [400]")
+                .unwrap();
+        let ModelConfig::Deepfm(m) = ModelConfig::from_table(legacy, false).unwrap() else {
+            panic!()
+        };
+        assert_eq!(m.embedding.embedding_dim, 8);
+    }
+
+    #[test]
+    fn every_model_round_trips_its_defaults() {
+        for kind in ModelKind::ALL {
+            let cfg = ModelConfig::default_of(kind);
+            assert_eq!(cfg.kind(), kind);
+            cfg.validate().unwrap();
+            let text = toml::to_string(&cfg).unwrap();
+            assert_eq!(toml::from_str::<ModelConfig>(&text).unwrap(), cfg, "{text}");
+        }
     }
 }

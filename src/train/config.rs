@@ -310,6 +310,25 @@ impl ExperimentConfig {
         parse_experiment(text, path, overrides, ExperimentConfig::validate)
     }
 
+    /// Read the `config.toml` a run saved. Runs saved before each model had
+    /// its own settings hold every model's keys in `[model]`: the keys that
+    /// are not the run's model's are dropped (a user's experiment file gets
+    /// an error for them instead).
+    pub fn load_saved(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let err = |message: String| DataError::Config {
+            path: path.into(),
+            message,
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        if let Some(toml::Value::Table(model)) = table.get_mut("model") {
+            let own = ModelConfig::from_table(model.clone(), false).map_err(err)?;
+            *model = own.settings_table();
+            model.insert("kind".into(), own.kind().name().into());
+        }
+        parse_experiment_table(table, path, &[], ExperimentConfig::validate)
+    }
+
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.features.validate()?;
         self.model.validate()?;
@@ -353,11 +372,24 @@ pub fn parse_experiment<T: serde::de::DeserializeOwned>(
     overrides: &[String],
     validate: impl Fn(&T) -> std::result::Result<(), String>,
 ) -> Result<T> {
+    let value: toml::Table = toml::from_str(text).map_err(|e| DataError::Config {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    parse_experiment_table(value, path, overrides, validate)
+}
+
+/// [`parse_experiment`] of a table already read.
+fn parse_experiment_table<T: serde::de::DeserializeOwned>(
+    mut value: toml::Table,
+    path: &Path,
+    overrides: &[String],
+    validate: impl Fn(&T) -> std::result::Result<(), String>,
+) -> Result<T> {
     let err = |message: String| DataError::Config {
         path: path.into(),
         message,
     };
-    let mut value: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
     for o in overrides {
         apply_override(&mut value, o).map_err(err)?;
     }
@@ -419,9 +451,12 @@ mod tests {
             "features.fields.user_id.encoding=hash".into(),
         ];
         let c = ExperimentConfig::parse(MIN, Path::new("x.toml"), &sets).unwrap();
-        assert_eq!(c.model.embedding_dim, 8);
+        let crate::models::ModelConfig::Deepfm(m) = &c.model else {
+            panic!("{:?}", c.model)
+        };
+        assert_eq!(m.embedding.embedding_dim, 8);
         assert_eq!(c.train.lr, 1e-4);
-        assert_eq!(c.model.mlp, vec![64, 32]);
+        assert_eq!(m.mlp.hidden, vec![64, 32]);
         assert_eq!(c.train.device, "cpu");
         assert_eq!(
             c.features.fields["user_id"].encoding,
@@ -430,6 +465,33 @@ mod tests {
         // The saved form parses back to the same configuration.
         let again = ExperimentConfig::parse(&c.to_toml(), Path::new("y"), &[]).unwrap();
         assert_eq!(again, c);
+    }
+
+    /// A run saved before each model had its own settings holds every
+    /// model's keys; it still loads, with its own model's values.
+    #[test]
+    fn runs_saved_with_every_models_keys_still_load() {
+        let legacy = "name = 'x'\n[data]\npath = 'd'\n[model]\nkind = 'dcn'\n\
+            embedding_dim = 32\nembedding_init_std = 0.0001\nmlp = [400, 400]\ndropout = 0.0\n\
+            batch_norm = false\ncross_layers = 5\nlow_rank = 0\nexperts = 4\n\
+            structure = 'parallel'\ncin = [64, 64]\nattention_layers = 3\nattention_heads = 2\n\
+            attention_dim = 32\nmlp2 = [400]\nfusion_heads = 10\n";
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("config.toml");
+        std::fs::write(&path, legacy).unwrap();
+        // As an experiment file, the other models' keys are mistakes...
+        let e = ExperimentConfig::load(&path, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("config.toml") && e.contains("dcn has no setting `attention_dim`"),
+            "{e}"
+        );
+        // ... as a run's saved configuration, they are dropped.
+        let c = ExperimentConfig::load_saved(&path).unwrap();
+        let crate::models::ModelConfig::Dcn(m) = &c.model else {
+            panic!("{:?}", c.model)
+        };
+        assert_eq!((m.embedding.embedding_dim, m.cross_layers), (32, 5));
+        assert_eq!(m.mlp.hidden, vec![400, 400]);
     }
 
     #[test]

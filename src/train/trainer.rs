@@ -27,7 +27,7 @@ use crate::data::writer::Split;
 use crate::error::{DataError, Result};
 use crate::features::{prepare, Batch, EncodedDataset, Loader, LoaderOptions};
 use crate::metrics::{evaluate, BinnedAuc, Metrics};
-use crate::models::{build, CtrModel, InputShape};
+use crate::models::{CtrModel, InputShape};
 use crate::rng::Rng;
 use crate::run::{
     git_commit, new_run_name, run_dirs, simulated_truth, EvalRecord, RunInfo, RunMetrics,
@@ -77,7 +77,7 @@ impl Loaded {
             num_dense: ds.meta.num_dense as i64,
             prior_logit: prior_logit(ds),
         };
-        let model = build(&vs.root(), &cfg.model, shape);
+        let model = cfg.model.build(&vs.root(), shape);
         Loaded { vs, model, device }
     }
 
@@ -263,7 +263,7 @@ pub fn train(cfg: &ExperimentConfig, opts: &TrainOptions) -> Result<TrainReport>
 
 /// Continue an interrupted run from its last checkpoint.
 pub fn resume(run_dir: &Path, opts: &TrainOptions) -> Result<TrainReport> {
-    let cfg = ExperimentConfig::load(&run_dir.join("config.toml"), &[])?;
+    let cfg = ExperimentConfig::load_saved(&run_dir.join("config.toml"))?;
     let info: RunInfo = read_json(&run_dir.join("run.json"))?;
     let state: RunState = read_json(&info.checkpoints.join("state.json"))?;
     if state.finished {
@@ -363,7 +363,7 @@ impl Trainer {
                 let info = RunInfo {
                     run: run.clone(),
                     name: cfg.name.clone(),
-                    model: cfg.model.kind.name().into(),
+                    model: cfg.model.kind().name().into(),
                     created: crate::data::manifest::now_rfc3339(),
                     commit: git_commit(),
                     seed: cfg.seed,
@@ -392,7 +392,7 @@ impl Trainer {
         let truth = simulated_truth(&cfg.data.path);
         say(format!(
             "model: {} with {} parameters on {device:?}; run {}",
-            cfg.model.kind.name(),
+            cfg.model.kind().name(),
             net.num_parameters(),
             run_dir.display()
         ));
@@ -710,7 +710,7 @@ impl Trainer {
         let busy = s.train_seconds + s.wait_seconds;
         RunMetrics {
             run: self.run.clone(),
-            model: self.cfg.model.kind.name().into(),
+            model: self.cfg.model.kind().name().into(),
             evals: s.evals.clone(),
             best_step: s.best_step,
             best_epoch: s.best_epoch,
@@ -758,15 +758,24 @@ impl Trainer {
 
 /// The hyperparameters shown in TensorBoard's HPARAMS tab.
 fn hparams(cfg: &ExperimentConfig) -> Vec<(String, HParamValue)> {
-    let m = &cfg.model;
     let t = &cfg.train;
     let n = |x: f64| HParamValue::Number(x);
-    vec![
-        ("model".into(), HParamValue::Text(m.kind.name().into())),
-        ("embedding_dim".into(), n(m.embedding_dim as f64)),
-        ("mlp".into(), HParamValue::Text(format!("{:?}", m.mlp))),
-        ("dropout".into(), n(m.dropout)),
-        ("cross_layers".into(), n(m.cross_layers as f64)),
+    // The model's kind, then each of its own settings under its TOML key.
+    let mut out = vec![(
+        "model".to_string(),
+        HParamValue::Text(cfg.model.kind().name().into()),
+    )];
+    for (key, value) in cfg.model.settings_table() {
+        let value = match value {
+            toml::Value::Integer(i) => n(i as f64),
+            toml::Value::Float(x) => n(x),
+            toml::Value::Boolean(b) => HParamValue::Bool(b),
+            toml::Value::String(s) => HParamValue::Text(s),
+            other => HParamValue::Text(other.to_string()),
+        };
+        out.push((key, value));
+    }
+    out.extend([
         (
             "optimizer".into(),
             HParamValue::Text(format!("{:?}", t.optimizer).to_lowercase()),
@@ -783,7 +792,8 @@ fn hparams(cfg: &ExperimentConfig) -> Vec<(String, HParamValue)> {
         ("embedding_l2".into(), n(t.embedding_l2)),
         ("weight_decay".into(), n(t.weight_decay)),
         ("seed".into(), n(cfg.seed as f64)),
-    ]
+    ]);
+    out
 }
 
 /// Load a finished (or interrupted) run's model with its best weights.
@@ -791,7 +801,7 @@ pub fn load_run(
     run_dir: &Path,
     device: Device,
 ) -> Result<(ExperimentConfig, RunInfo, EncodedDataset, Loaded)> {
-    let cfg = ExperimentConfig::load(&run_dir.join("config.toml"), &[])?;
+    let cfg = ExperimentConfig::load_saved(&run_dir.join("config.toml"))?;
     let info: RunInfo = read_json(&run_dir.join("run.json"))?;
     // The cache is found again (or rebuilt, identically) from the settings.
     let ds = prepare(

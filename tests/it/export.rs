@@ -157,18 +157,15 @@ fn every_model_exports_a_module_for_any_batch_size() {
         .into_iter()
         .filter(|&m| m != "deepfm")
     {
-        let cfg = experiment(
-            d.path(),
-            &data,
-            model,
-            &[
-                "train.max_steps=10",
-                // A dense input, which CIN and attention see as a field.
-                r#"features.target_encoding.columns=["ad_id"]"#,
-                "model.mlp2=[16]",
-                "model.fusion_heads=4",
-            ],
-        );
+        let mut sets = vec![
+            "train.max_steps=10",
+            // A dense input, which CIN and attention see as a field.
+            r#"features.target_encoding.columns=["ad_id"]"#,
+        ];
+        if model == "finalmlp" {
+            sets.extend(["model.mlp2=[16]", "model.fusion_heads=4"]);
+        }
+        let cfg = experiment(d.path(), &data, model, &sets);
         let report = train(&cfg, &quiet(model)).unwrap();
         let bundle = export(&ExportOptions {
             models_root: d.path().join("models"),

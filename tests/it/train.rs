@@ -258,7 +258,7 @@ fn shipped_experiments_are_valid() {
             }
             let cfg = ExperimentConfig::load(&p, &[]).unwrap_or_else(|e| panic!("{e}"));
             assert!(
-                p.to_string_lossy().contains(cfg.model.kind.name()),
+                p.to_string_lossy().contains(cfg.model.kind().name()),
                 "{}",
                 p.display()
             );

@@ -148,6 +148,18 @@ pub fn experiment(
     model: &str,
     extra: &[&str],
 ) -> ctr_dl::train::ExperimentConfig {
+    // Small settings, each where the model takes it.
+    let kind: ctr_dl::models::ModelKind = toml::Value::String(model.into()).try_into().unwrap();
+    let takes = ctr_dl::models::ModelConfig::keys_of(kind);
+    let settings: String = [
+        ("embedding_dim", "8"),
+        ("mlp", "[32, 16]"),
+        ("cross_layers", "2"),
+    ]
+    .iter()
+    .filter(|(k, _)| takes.iter().any(|t| t == k))
+    .map(|(k, v)| format!("{k} = {v}\n"))
+    .collect();
     let text = format!(
         r#"
 name = "{model}"
@@ -156,9 +168,7 @@ seed = 7
 path = "{data}"
 [model]
 kind = "{model}"
-embedding_dim = 8
-mlp = [32, 16]
-cross_layers = 2
+{settings}
 [train]
 lr = 0.003
 batch_size = 512
