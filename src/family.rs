@@ -7,7 +7,7 @@ use std::path::Path;
 use tch::Device;
 
 use crate::data::io::read_json;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::features::FeatureMap;
 use crate::gbdt;
 use crate::run::RunInfo;
@@ -17,7 +17,7 @@ use crate::train::scoring as deep;
 /// Open a finished run; deep models on `device`, LightGBM on the CPU.
 pub fn open_run(run_dir: &Path, device: Device) -> Result<OpenRun> {
     if !run_dir.join("run.json").exists() {
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{}: not a run directory (no run.json); runs are written by `ctr-dl train`",
             run_dir.display()
         )));
@@ -44,7 +44,7 @@ pub fn load_bundle(
             device,
         )?)),
         FORMAT_LIGHTGBM => gbdt::load_bundle(dir, map),
-        other => Err(DataError::Invalid(format!(
+        other => Err(Error::Invalid(format!(
             "{}: unknown bundle format `{other}` (torchscript or lightgbm)",
             dir.join("metadata.json").display()
         ))),

@@ -30,4 +30,4 @@ pub mod serve;
 pub mod tensorboard;
 pub mod train;
 
-pub use error::{DataError, Location};
+pub use error::{Error, Location};

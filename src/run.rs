@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::manifest::DatasetManifest;
 use crate::data::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::features::EncodedDataset;
 use crate::metrics::Metrics;
 
@@ -152,7 +152,7 @@ pub fn new_run_name(runs: &Path, experiment: &str, opts: &TrainOptions) -> Resul
     });
     let run_dir = runs.join(&run);
     if run_dir.join("run.json").exists() {
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{} exists: pick another --run name, or continue it with --resume {}",
             run_dir.display(),
             run_dir.display()
@@ -170,7 +170,7 @@ pub fn run_dirs(
     run: &str,
 ) -> Result<(PathBuf, PathBuf)> {
     if ds.split(Split::Train).rows == 0 || ds.split(Split::Valid).rows == 0 {
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{}: training needs non-empty train and valid splits (train {}, valid {} rows)",
             data.display(),
             ds.split(Split::Train).rows,
@@ -180,7 +180,7 @@ pub fn run_dirs(
     let run_dir = output.runs.join(run);
     let ckpt_dir = output.checkpoints.join(run);
     for d in [&run_dir, &ckpt_dir] {
-        std::fs::create_dir_all(d).map_err(|e| DataError::io(d, e))?;
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
     }
     Ok((run_dir, ckpt_dir))
 }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use crate::data::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::features::map::{binary_labels, Encoded, Rows};
 use crate::features::EncodedDataset;
 use crate::run::RunInfo;
@@ -90,8 +90,10 @@ impl OpenRun {
         ds: EncodedDataset,
         model: Box<dyn RunModel>,
     ) -> Result<OpenRun> {
-        let config = serde_json::to_value(config)
-            .map_err(|e| DataError::Invalid(format!("{name}: config: {e}")))?;
+        let config = serde_json::to_value(config).map_err(|source| Error::Json {
+            what: format!("{name}: config"),
+            source,
+        })?;
         Ok(OpenRun {
             info,
             name: name.to_string(),
@@ -109,7 +111,7 @@ impl OpenRun {
     /// Probabilities and labels of a whole split.
     pub fn predict_split(&self, s: Split) -> Result<(Vec<f64>, Vec<u8>, Encoded)> {
         if self.ds.split(s).rows == 0 {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: the {} split is empty",
                 self.ds.meta.source.display(),
                 s.name()

@@ -70,8 +70,16 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
+            // Each cause on its own line, unless the lines above already
+            // say it (the crate's errors include their cause's text).
+            let mut shown = e.to_string();
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                let text = cause.to_string();
+                if !shown.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                    shown.push('\n');
+                    shown.push_str(&text);
+                }
             }
             ExitCode::FAILURE
         }

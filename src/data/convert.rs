@@ -36,7 +36,7 @@ use super::schema::{ColumnKind, DatasetSchema};
 use super::sketch::{hash_bytes, hash_i64, ColumnSketch, ColumnSummary};
 use super::split::{check_ratios, SplitMode, SplitRule};
 use super::writer::{commit, DatasetWriter, Split, WriterOptions};
-use crate::error::{DataError, Location, Result};
+use crate::error::{Error, Location, Result};
 use crate::progress::Progress;
 
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ struct Chunk {
     data: Vec<u8>,
 }
 
-type ChunkItem = std::result::Result<Chunk, (u64, DataError)>;
+type ChunkItem = std::result::Result<Chunk, (u64, Error)>;
 type ParsedItem = (u64, Result<Parsed>);
 
 struct Parsed {
@@ -126,21 +126,19 @@ pub struct ConvertReport {
 pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
     let started = Instant::now();
     if opts.inputs.is_empty() {
-        return Err(DataError::Invalid("no input files given".into()));
+        return Err(Error::Invalid("no input files given".into()));
     }
     if opts.max_line_bytes == 0 {
-        return Err(DataError::Invalid(
-            "--max-line-bytes must be positive".into(),
-        ));
+        return Err(Error::Invalid("--max-line-bytes must be positive".into()));
     }
     // SIGINT/SIGTERM from here on: stop, remove what was written, fail.
     let _signals = interrupt::catch_signals();
     let ratios = check_ratios(opts.ratios)?;
     let mut sources = Vec::new();
     for p in &opts.inputs {
-        let meta = std::fs::metadata(p).map_err(|e| DataError::io(p, e))?;
+        let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
         if !meta.is_file() {
-            return Err(DataError::Invalid(format!("{}: not a file", p.display())));
+            return Err(Error::Invalid(format!("{}: not a file", p.display())));
         }
         sources.push(SourceInfo {
             path: p.display().to_string(),
@@ -173,7 +171,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
         std::thread::Builder::new()
             .name("convert-read".into())
             .spawn(move || read_chunks(&read, &chunk_tx))
-            .map_err(|e| DataError::io(&opts.out, e))?
+            .map_err(|e| Error::io(&opts.out, e))?
     };
     let mut workers = Vec::new();
     for i in 0..threads {
@@ -201,7 +199,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
                     }
                     parser.sketches
                 })
-                .map_err(|e| DataError::io(&opts.out, e))?,
+                .map_err(|e| Error::io(&opts.out, e))?,
         );
     }
     drop(chunk_rx);
@@ -232,7 +230,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
     if rows == 0 && !opts.allow_empty && totals.bad.count > 0 {
         writer.abort();
         progress.finish_and_clear();
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "no rows in {}: all {} lines were bad; first: {} \
              (pass --allow-empty to accept a dataset of 0 rows)",
             input_list(&opts.inputs),
@@ -243,7 +241,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertReport> {
     if totals.bad.count > 0 && ratio(totals.bad.count, lines) > opts.max_bad_ratio {
         writer.abort();
         progress.finish_and_clear();
-        return Err(DataError::TooManyBadLines {
+        return Err(Error::TooManyBadLines {
             bad: totals.bad.count,
             total: lines,
             ratio: 100.0 * ratio(totals.bad.count, lines),
@@ -380,8 +378,8 @@ fn read_chunks(opts: &ReadOptions, tx: &Sender<ChunkItem>) {
 }
 
 /// The error of a line longer than `--max-line-bytes`.
-fn line_too_long(path: &Path, line: u64, max: usize) -> DataError {
-    DataError::BadLine(
+fn line_too_long(path: &Path, line: u64, max: usize) -> Error {
+    Error::BadLine(
         Location {
             file: path.to_path_buf(),
             line,
@@ -449,7 +447,7 @@ fn read_chunks_inner(opts: &ReadOptions, tx: &Sender<ChunkItem>, seq: &mut u64) 
                 }
                 let header = &buf[..nl];
                 if header.iter().all(|b| b.is_ascii_whitespace()) {
-                    return Err(DataError::BadLine(
+                    return Err(Error::BadLine(
                         Location { file: path.clone(), line: 1, field: None },
                         "the schema expects a header line, but the file starts with an empty line or is empty".into(),
                     ));
@@ -533,7 +531,7 @@ fn read_chunks_inner(opts: &ReadOptions, tx: &Sender<ChunkItem>, seq: &mut u64) 
             } else {
                 "the file holds only blank lines"
             };
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "no rows in {}: {what} (pass --allow-empty to accept an input without rows)",
                 path.display()
             )));
@@ -548,7 +546,7 @@ fn header_positions(header: &[u8], schema: &DatasetSchema, path: &Path) -> Resul
     let header = header.strip_suffix(b"\r").unwrap_or(header);
     let mut fields = Vec::new();
     let at = |field: Option<String>, msg: String| {
-        DataError::BadLine(
+        Error::BadLine(
             Location {
                 file: path.to_path_buf(),
                 line: 1,
@@ -728,7 +726,7 @@ impl ChunkParser {
             }
             let parsed = self.parse_line(line, &chunk.file, expected, &mut fields, &mut values);
             if let Err((field, msg)) = parsed {
-                let err = DataError::BadLine(
+                let err = Error::BadLine(
                     Location {
                         file: chunk.file.path.clone(),
                         line: line_no,
@@ -779,7 +777,7 @@ impl ChunkParser {
             }
             let arrays: Vec<ArrayRef> = builders[s].iter_mut().map(ColBuilder::finish).collect();
             let batch = RecordBatch::try_new(self.arrow_schema.clone(), arrays)
-                .map_err(|e| DataError::arrow(&chunk.file.path, e))?;
+                .map_err(|e| Error::arrow(&chunk.file.path, e))?;
             out.batches.push((split, batch));
         }
         Ok(out)
@@ -886,7 +884,7 @@ fn read_line_bounded(
     max: usize,
     path: &Path,
     line_no: u64,
-) -> std::io::Result<std::result::Result<bool, DataError>> {
+) -> std::io::Result<std::result::Result<bool, Error>> {
     line.clear();
     let n = r.by_ref().take(max as u64 + 1).read_until(b'\n', line)?;
     if n == 0 {
@@ -948,7 +946,7 @@ fn time_cutoffs(
     sorted.sort_unstable();
     let total: u64 = sorted.iter().map(|x| x.1).sum();
     if total == 0 {
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "--split time: no row has a readable `{}`",
             col.name
         )));

@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// The signal caught since the first live guard was made; 0 when none.
 fn caught_flag() -> &'static Arc<AtomicUsize> {
@@ -71,7 +71,7 @@ pub fn caught() -> Option<i32> {
 pub fn check() -> Result<()> {
     match caught() {
         None => Ok(()),
-        Some(sig) => Err(DataError::Invalid(format!(
+        Some(sig) => Err(Error::Invalid(format!(
             "interrupted by {}; the partial output was removed",
             signal_name(sig)
         ))),

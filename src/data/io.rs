@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// Counts the bytes read through it (compressed bytes for `.gz`).
 pub struct CountingReader<R> {
@@ -32,10 +32,10 @@ pub fn open_input(path: &Path, count: Arc<AtomicU64>) -> Result<Box<dyn Read + S
 /// [`open_input`], also saying whether the file is gzip (so that a read error
 /// can be told as a corrupt or truncated gzip stream).
 pub fn open_input_kind(path: &Path, count: Arc<AtomicU64>) -> Result<(Box<dyn Read + Send>, bool)> {
-    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut magic = [0u8; 2];
-    let n = read_fully(&mut file, &mut magic).map_err(|e| DataError::io(path, e))?;
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let n = read_fully(&mut file, &mut magic).map_err(|e| Error::io(path, e))?;
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let counted = CountingReader { inner: file, count };
     if n == 2 && magic == [0x1f, 0x8b] {
         Ok((
@@ -54,13 +54,7 @@ pub fn open_input_kind(path: &Path, count: Arc<AtomicU64>) -> Result<(Box<dyn Re
 /// and `offset` bytes (decompressed, for gzip): a gzip stream that ends early
 /// or is corrupt says so, and where (an `Invalid` error, printed once, rather
 /// than an `Io` one whose cause would repeat the message).
-pub fn input_error(
-    path: &Path,
-    gzip: bool,
-    e: std::io::Error,
-    lines: u64,
-    offset: u64,
-) -> DataError {
+pub fn input_error(path: &Path, gzip: bool, e: std::io::Error, lines: u64, offset: u64) -> Error {
     use std::io::ErrorKind;
     let kind = e.kind();
     let after = if lines == 0 {
@@ -74,13 +68,13 @@ pub fn input_error(
             ErrorKind::UnexpectedEof | ErrorKind::InvalidInput | ErrorKind::InvalidData
         )
     {
-        return DataError::Invalid(format!(
+        return Error::Invalid(format!(
             "{}: the gzip stream ends early (corrupt or truncated) {after} \
              (decompressed byte {offset}): {e}",
             path.display()
         ));
     }
-    DataError::io(
+    Error::io(
         path,
         std::io::Error::new(kind, format!("{e} ({after}, byte {offset})")),
     )
@@ -130,7 +124,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        DataError::io(path, e)
+        Error::io(path, e)
     })
 }
 
@@ -142,18 +136,18 @@ pub fn build_dir_atomically<T>(out: &Path, build: impl FnOnce(&Path) -> Result<T
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     let tmp = temp_path(out);
     let result = (|| {
         if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }
-        std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let value = build(&tmp)?;
         if out.exists() {
-            std::fs::remove_dir_all(out).map_err(|e| DataError::io(out, e))?;
+            std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
         }
-        std::fs::rename(&tmp, out).map_err(|e| DataError::io(out, e))?;
+        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
         Ok(value)
     })();
     if result.is_err() {
@@ -164,14 +158,13 @@ pub fn build_dir_atomically<T>(out: &Path, build: impl FnOnce(&Path) -> Result<T
 
 /// Serialise `value` as pretty JSON into `path`, atomically.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|e| DataError::Invalid(format!("{}: {e}", path.display())))?;
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| Error::json(path, e))?;
     text.push('\n');
     atomic_write(path, text.as_bytes())
 }
 
 /// Read and parse a JSON file.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| DataError::Invalid(format!("{}: {e}", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::json(path, e))
 }

@@ -9,7 +9,7 @@ use super::io::{read_json, write_json};
 use super::schema::DatasetSchema;
 use super::sketch::ColumnSummary;
 use super::writer::{ShardInfo, Split};
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 pub const MANIFEST_FILE: &str = "dataset.json";
 pub const FORMAT_VERSION: u32 = 1;
@@ -94,14 +94,14 @@ impl DatasetManifest {
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         if !path.exists() {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{} has no {MANIFEST_FILE}: not a ctr-dl dataset, or its conversion did not finish",
                 dir.display()
             )));
         }
         let m: DatasetManifest = read_json(&path)?;
         if m.format_version != FORMAT_VERSION {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: format_version {} is not supported (expected {FORMAT_VERSION})",
                 path.display(),
                 m.format_version

@@ -19,7 +19,7 @@ use parquet::arrow::ProjectionMask;
 
 use super::manifest::DatasetManifest;
 use super::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::rng::Rng;
 
 /// How to read.
@@ -88,15 +88,15 @@ impl ShardReader {
         opts: ReaderOptions,
     ) -> Result<Self> {
         if opts.batch_size == 0 {
-            return Err(DataError::Invalid("batch size must be positive".into()));
+            return Err(Error::Invalid("batch size must be positive".into()));
         }
         let mut metas = Vec::with_capacity(files.len());
         let mut units = Vec::new();
         let mut rows = 0u64;
         for (i, path) in files.iter().enumerate() {
-            let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
             let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
-                .map_err(|e| DataError::parquet(path, e))?;
+                .map_err(|e| Error::parquet(path, e))?;
             for rg in 0..meta.metadata().num_row_groups() {
                 rows += meta.metadata().row_group(rg).num_rows() as u64;
                 units.push(Unit {
@@ -114,7 +114,7 @@ impl ShardReader {
         };
         for (m, p) in metas.iter().zip(&files) {
             if m.schema().fields() != full_schema.fields() {
-                return Err(DataError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "{}: schema differs from {}",
                     p.display(),
                     files[0].display()
@@ -132,7 +132,7 @@ impl ShardReader {
                             .iter()
                             .map(|f| f.name().as_str())
                             .collect();
-                        DataError::Invalid(format!(
+                        Error::Invalid(format!(
                             "no column `{n}` in the shards (have: {})",
                             have.join(", ")
                         ))
@@ -143,7 +143,7 @@ impl ShardReader {
         let schema = std::sync::Arc::new(
             full_schema
                 .project(&indices)
-                .map_err(|e| DataError::arrow(files.first().cloned().unwrap_or_default(), e))?,
+                .map_err(|e| Error::arrow(files.first().cloned().unwrap_or_default(), e))?,
         );
         let (tx, rx) = bounded(opts.prefetch.max(1));
         let out_schema = schema.clone();
@@ -162,7 +162,10 @@ impl ShardReader {
                     let _ = job.tx.send(Err(e));
                 }
             })
-            .map_err(|e| DataError::Invalid(format!("cannot start the reader thread: {e}")))?;
+            .map_err(|source| Error::Thread {
+                what: "reader",
+                source,
+            })?;
         Ok(ShardReader {
             schema,
             rx: Some(rx),
@@ -244,7 +247,7 @@ impl ReadJob {
 
     fn read_unit(&self, unit: &Unit) -> Result<Vec<RecordBatch>> {
         let path = &self.files[unit.file];
-        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let builder =
             ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metas[unit.file].clone());
         // Parquet returns projected columns in file order; restore the asked order.
@@ -265,11 +268,11 @@ impl ReadJob {
             .with_row_groups(vec![unit.row_group])
             .with_batch_size(rows.max(1))
             .build()
-            .map_err(|e| DataError::parquet(path, e))?;
+            .map_err(|e| Error::parquet(path, e))?;
         reader
             .map(|b| {
                 b.and_then(|b| b.project(&reorder))
-                    .map_err(|e| DataError::arrow(path, e))
+                    .map_err(|e| Error::arrow(path, e))
             })
             .collect()
     }
@@ -289,7 +292,7 @@ impl ReadJob {
         let all = match concat_batches(&self.schema, buffer.iter()) {
             Ok(b) => b,
             Err(e) => {
-                let _ = self.tx.send(Err(DataError::arrow(&self.files[0], e)));
+                let _ = self.tx.send(Err(Error::arrow(&self.files[0], e)));
                 return Err(Stopped);
             }
         };
@@ -300,7 +303,7 @@ impl ReadJob {
             match take_record_batch(&all, &UInt32Array::from(perm)) {
                 Ok(b) => b,
                 Err(e) => {
-                    let _ = self.tx.send(Err(DataError::arrow(&self.files[0], e)));
+                    let _ = self.tx.send(Err(Error::arrow(&self.files[0], e)));
                     return Err(Stopped);
                 }
             }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// The type of one input column and of its Parquet column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +130,7 @@ impl DatasetSchema {
     pub fn builtin(name: &str) -> Result<Self> {
         let (_, text) = BUILTIN.iter().find(|(n, _)| *n == name).ok_or_else(|| {
             let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-            DataError::Invalid(format!(
+            Error::Invalid(format!(
                 "unknown dataset format `{name}` (known: {})",
                 names.join(", ")
             ))
@@ -140,12 +140,12 @@ impl DatasetSchema {
 
     /// Load and validate a schema TOML file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let err = |message: String| DataError::Schema {
+        let err = |message: String| Error::Schema {
             path: PathBuf::from(path),
             message,
         };

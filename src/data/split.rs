@@ -1,7 +1,7 @@
 //! Assigning rows to train, valid and test. Every rule decides a row from the
 //! row alone (its index, or its time), so converting with any number of
 //! threads, or simulating, gives the same split for the same seed.
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::rng::splitmix64;
 
 use super::manifest::SplitInfoRule;
@@ -127,7 +127,7 @@ impl SplitRule {
 pub fn check_ratios(r: [f64; 3]) -> Result<[f64; 3]> {
     let sum: f64 = r.iter().sum();
     if r.iter().any(|x| !(0.0..=1.0).contains(x)) || (sum - 1.0).abs() > 1e-9 || r[0] <= 0.0 {
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "split ratios must be three non-negative numbers summing to 1 with train > 0, got {r:?}"
         )));
     }

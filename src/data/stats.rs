@@ -20,7 +20,7 @@ use super::reader::{ReaderOptions, ShardReader};
 use super::schema::ColumnKind;
 use super::sketch::{hash_bytes, hash_i64, DistinctCounter};
 use super::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::progress::Progress;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -270,7 +270,7 @@ pub fn collect_stats(
         for batch in reader {
             let batch = batch?;
             let bad = |what: &str| {
-                DataError::Invalid(format!(
+                Error::Invalid(format!(
                     "{}: column `{what}` has an unexpected type",
                     dir.display()
                 ))

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::interrupt;
 use super::io::temp_path;
 use super::manifest::{now_rfc3339, DatasetManifest, MANIFEST_FILE};
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// The three splits, in this order everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -47,7 +47,7 @@ impl Split {
         Split::ALL
             .into_iter()
             .find(|x| x.name() == s)
-            .ok_or_else(|| DataError::Invalid(format!("unknown split `{s}` (train, valid, test)")))
+            .ok_or_else(|| Error::Invalid(format!("unknown split `{s}` (train, valid, test)")))
     }
 }
 
@@ -100,10 +100,10 @@ impl ShardWriter {
                 let name = format!("part-{:05}.parquet", self.done.len());
                 let path = self.dir.join(&name);
                 let tmp = temp_path(&path);
-                let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+                let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
                 let writer =
                     ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
-                        .map_err(|e| DataError::parquet(&tmp, e))?;
+                        .map_err(|e| Error::parquet(&tmp, e))?;
                 self.current = Some((writer, tmp, path, 0));
             }
             let (writer, tmp, _, rows) = self.current.as_mut().expect("opened above");
@@ -111,7 +111,7 @@ impl ShardWriter {
             let take = room.min(batch.num_rows());
             writer
                 .write(&batch.slice(0, take))
-                .map_err(|e| DataError::parquet(&*tmp, e))?;
+                .map_err(|e| Error::parquet(&*tmp, e))?;
             *rows += take;
             batch = batch.slice(take, batch.num_rows() - take);
             if *rows == self.opts.shard_rows {
@@ -123,11 +123,9 @@ impl ShardWriter {
 
     fn close_current(&mut self) -> Result<()> {
         if let Some((writer, tmp, path, rows)) = self.current.take() {
-            let file = writer
-                .into_inner()
-                .map_err(|e| DataError::parquet(&tmp, e))?;
-            file.sync_all().map_err(|e| DataError::io(&tmp, e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| DataError::io(&path, e))?;
+            let file = writer.into_inner().map_err(|e| Error::parquet(&tmp, e))?;
+            file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
             self.done.push(ShardInfo {
                 path: format!(
                     "{}/{}",
@@ -179,13 +177,13 @@ fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
     let unfinished = !complete && (marker.exists() || has_splits);
     if !overwrite {
         if complete {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{} already holds a dataset; choose another --out or pass --overwrite",
                 out.display()
             )));
         }
         if unfinished {
-            return Err(DataError::Invalid(unfinished_message(out)));
+            return Err(Error::Invalid(unfinished_message(out)));
         }
     }
     if complete || unfinished {
@@ -194,7 +192,7 @@ fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
         for s in Split::ALL {
             let dir = out.join(s.name());
             if dir.exists() {
-                std::fs::remove_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
+                std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             }
         }
         remove_temp_files(out);
@@ -250,7 +248,7 @@ fn write_marker(out: &Path) -> Result<()> {
         "started": now_rfc3339(),
     });
     let path = out.join(IN_PROGRESS_FILE);
-    std::fs::write(&path, format!("{info:#}\n")).map_err(|e| DataError::io(&path, e))
+    std::fs::write(&path, format!("{info:#}\n")).map_err(|e| Error::io(&path, e))
 }
 
 /// Write `dataset.json`, which marks the dataset in `out` as whole, then
@@ -276,9 +274,9 @@ impl DatasetWriter {
         overwrite: bool,
     ) -> Result<Self> {
         if opts.shard_rows == 0 || opts.row_group_rows == 0 {
-            return Err(DataError::Invalid("--shard-rows must be positive".into()));
+            return Err(Error::Invalid("--shard-rows must be positive".into()));
         }
-        std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         prepare_output(out, overwrite)?;
         write_marker(out)?;
         let props = WriterProperties::builder()
@@ -291,7 +289,7 @@ impl DatasetWriter {
         let mut handles = Vec::new();
         for split in Split::ALL {
             let dir = out.join(split.name());
-            std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             let (tx, rx) = bounded::<RecordBatch>(4);
             let mut writer = ShardWriter {
                 dir,
@@ -311,7 +309,7 @@ impl DatasetWriter {
                         }
                         writer.finish()
                     })
-                    .map_err(|e| DataError::io(out, e))?,
+                    .map_err(|e| Error::io(out, e))?,
             );
             senders.push(tx);
         }
@@ -331,9 +329,9 @@ impl DatasetWriter {
             // The writer thread ended early: it failed. Collect its error.
             self.senders.clear();
             let handle = self.handles.remove(split.index());
-            return Err(join(handle).err().unwrap_or_else(|| {
-                DataError::Invalid(format!("writer of split {split} stopped"))
-            }));
+            return Err(join(handle)
+                .err()
+                .unwrap_or_else(|| Error::Invalid(format!("writer of split {split} stopped"))));
         }
         Ok(())
     }
@@ -415,5 +413,5 @@ fn remove_temp_files(out: &Path) {
 
 fn join(h: JoinHandle<Result<Vec<ShardInfo>>>) -> Result<Vec<ShardInfo>> {
     h.join()
-        .unwrap_or_else(|_| Err(DataError::Invalid("a shard writer thread panicked".into())))
+        .unwrap_or_else(|_| Err(Error::Invalid("a shard writer thread panicked".into())))
 }

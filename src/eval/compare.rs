@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::data::io::{read_json, write_json};
 use crate::data::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::eval::runs::open_run;
 use crate::gbdt::{GbdtExperiment, LIGHTGBM};
 use crate::metrics::{calibration, evaluate, Calibration, Metrics};
@@ -63,13 +63,13 @@ pub fn find_runs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             runs.push(p.clone());
             continue;
         }
-        let entries = std::fs::read_dir(p).map_err(|e| DataError::io(p, e))?;
+        let entries = std::fs::read_dir(p).map_err(|e| Error::io(p, e))?;
         let mut found: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|d| d.join("run.json").exists())
             .collect();
         if found.is_empty() {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: not a run directory and holds none (no run.json)",
                 p.display()
             )));

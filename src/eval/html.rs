@@ -6,7 +6,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// The opening of a report page, up to and including `<body>`.
 pub fn head(title: &str) -> String {
@@ -57,7 +57,7 @@ pub fn file_safe(s: &str) -> String {
 /// A `<figure>` with the PNG `dir/file` inlined, its title and caption.
 pub fn figure(dir: &Path, file: &str, title: &str, caption: &str) -> Result<String> {
     let path = dir.join(file);
-    let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let mut h = String::new();
     let _ = writeln!(
         h,

@@ -11,7 +11,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 const WIDTH: u32 = 960;
 const HEIGHT: u32 = 600;
@@ -48,8 +48,12 @@ fn fonts() {
     });
 }
 
-fn err(path: &Path, e: impl std::fmt::Display) -> DataError {
-    DataError::Invalid(format!("{}: drawing failed: {e}", path.display()))
+/// plotters' errors borrow its backends, so the cause is kept as its text.
+fn err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Plot {
+        path: path.to_path_buf(),
+        source: e.to_string().into(),
+    }
 }
 
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;

@@ -24,7 +24,7 @@ use super::plots::{self, LineChart, ReliabilityBin, Series};
 use super::runs::{open_run, run_metrics, OpenRun};
 use crate::data::io::{build_dir_atomically, write_json};
 use crate::data::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::features::config::TimePart;
 use crate::features::map::{CatTransform, Encoded};
 use crate::metrics::{evaluate, Metrics};
@@ -303,7 +303,7 @@ fn gain_importance(open: &OpenRun) -> Result<Option<Vec<(String, f64)>>> {
 /// report knows.
 fn check_run(dir: &Path) -> Result<String> {
     if !dir.join("run.json").exists() {
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{}: not a run directory (no run.json)",
             dir.display()
         )));
@@ -315,7 +315,7 @@ fn check_run(dir: &Path) -> Result<String> {
             .map(|k| k.name())
             .chain(["lightgbm"])
             .collect();
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{}: model kind `{}` is not one the report knows ({})",
             dir.display(),
             info.model,
@@ -323,13 +323,13 @@ fn check_run(dir: &Path) -> Result<String> {
         )));
     }
     let m = run_metrics(dir).map_err(|e| {
-        DataError::Invalid(format!(
-            "{}: metrics.json is missing or half written, so the run did not finish ({e})",
+        e.context(format!(
+            "{}: metrics.json is missing or half written, so the run did not finish",
             dir.display()
         ))
     })?;
     if !m.train.finished {
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{}: the run has not finished (continue it with ctr-dl train --resume)",
             dir.display()
         )));
@@ -340,7 +340,7 @@ fn check_run(dir: &Path) -> Result<String> {
 /// Build the report.
 pub fn report(opts: &ReportOptions) -> Result<ReportSummary> {
     if opts.runs.is_empty() {
-        return Err(DataError::Invalid("give at least one --run".into()));
+        return Err(Error::Invalid("give at least one --run".into()));
     }
     let names = opts
         .runs
@@ -357,7 +357,7 @@ pub fn report(opts: &ReportOptions) -> Result<ReportSummary> {
         match &reference {
             None => reference = Some((dir.clone(), y.clone(), e.clone())),
             Some((first, ry, _)) if *ry != y => {
-                return Err(DataError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "{} and {} were trained on different splits: their {} splits differ \
                      ({} and {} rows; data {} and {})",
                     first.display(),

@@ -25,7 +25,7 @@ use super::map::{Encoded, FeatureMap, FEATURE_MAP_VERSION};
 use crate::data::io::{read_json, write_json};
 use crate::data::reader::{ReaderOptions, ShardReader};
 use crate::data::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::rng::Rng;
 
 /// Version of the chunk layout.
@@ -101,7 +101,7 @@ impl EncodedDataset {
     pub fn open(dir: &Path) -> Result<Self> {
         let meta: EncodedMeta = read_json(&dir.join("encoded.json"))?;
         if meta.version != ENCODED_VERSION {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: encoded version {} is not {ENCODED_VERSION}",
                 dir.display(),
                 meta.version
@@ -133,13 +133,16 @@ impl EncodedDataset {
 /// The cache key of a dataset and feature settings.
 pub fn cache_key(data_dir: &Path, config: &FeatureConfig) -> Result<String> {
     let manifest_path = data_dir.join("dataset.json");
-    let manifest = std::fs::read(&manifest_path).map_err(|e| DataError::io(&manifest_path, e))?;
+    let manifest = std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
     // History with no keys is no history: the same encoding, the same key.
     let mut config = config.clone();
     if config.history().is_none() {
         config.history = None;
     }
-    let settings = serde_json::to_vec(&config).map_err(|e| DataError::Invalid(e.to_string()))?;
+    let settings = serde_json::to_vec(&config).map_err(|source| Error::Json {
+        what: "the feature settings".into(),
+        source,
+    })?;
     let mut bytes = manifest;
     bytes.extend_from_slice(&settings);
     bytes.extend_from_slice(&FEATURE_MAP_VERSION.to_le_bytes());
@@ -168,12 +171,12 @@ pub fn prepare(
         return EncodedDataset::open(&dir);
     }
     let started = std::time::Instant::now();
-    std::fs::create_dir_all(&root).map_err(|e| DataError::io(&root, e))?;
+    std::fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
     let tmp = root.join(format!(".{key}.{}.tmp", std::process::id()));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let result = (|| {
         let mut features = FeatureMap::fit(data_dir, config, progress)?;
         // History inputs need every split at once, merged in time order; their
@@ -229,7 +232,7 @@ pub fn prepare(
             meta.splits.insert(s.name().to_string(), info);
         }
         for p in history.iter().flatten() {
-            std::fs::remove_file(p).map_err(|e| DataError::io(p, e))?;
+            std::fs::remove_file(p).map_err(|e| Error::io(p, e))?;
         }
         meta.seconds = started.elapsed().as_secs_f64();
         write_json(&tmp.join("encoded.json"), &meta)?;
@@ -245,7 +248,7 @@ pub fn prepare(
         Err(_) if dir.join("encoded.json").exists() => {
             let _ = std::fs::remove_dir_all(&tmp);
         }
-        Err(e) => return Err(DataError::io(&dir, e)),
+        Err(e) => return Err(Error::io(&dir, e)),
     }
     let mut ds = EncodedDataset::open(&dir)?;
     ds.reused = false;
@@ -343,16 +346,16 @@ fn write_chunk(path: &Path, e: &Encoded) -> Result<()> {
     };
     write().map_err(|err| {
         let _ = std::fs::remove_file(&tmp);
-        DataError::io(path, err)
+        Error::io(path, err)
     })
 }
 
 fn read_chunk(path: &Path, rows: usize, meta: &EncodedMeta) -> Result<Encoded> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let (nf, nd) = (meta.num_fields, meta.num_dense);
     let want = rows * (nf + nd + 1) * 4;
     if bytes.len() != want {
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{}: {} bytes, expected {want} for {rows} rows; the cache is damaged, delete it to encode again",
             path.display(),
             bytes.len()
@@ -452,7 +455,7 @@ pub struct Loader {
 impl Loader {
     pub fn new(ds: &EncodedDataset, split: Split, opts: LoaderOptions) -> Result<Loader> {
         if opts.batch_size == 0 {
-            return Err(DataError::Invalid("batch size must be positive".into()));
+            return Err(Error::Invalid("batch size must be positive".into()));
         }
         let mut chunks: Vec<(PathBuf, usize)> = ds
             .split(split)
@@ -529,7 +532,10 @@ impl Loader {
                     }
                 }
             })
-            .map_err(|e| DataError::Invalid(format!("cannot start the loader thread: {e}")))?;
+            .map_err(|source| Error::Thread {
+                what: "loader",
+                source,
+            })?;
         Ok(Loader {
             rx: Some(rx),
             handle: Some(handle),

@@ -18,7 +18,7 @@ use crate::data::manifest::DatasetManifest;
 use crate::data::reader::{ReaderOptions, ShardReader};
 use crate::data::schema::{ColumnKind, DatasetSchema};
 use crate::data::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// One plan entry while fitting.
 enum Plan {
@@ -65,7 +65,7 @@ impl Welford {
 impl FeatureMap {
     /// Fit on the train split of the dataset at `dir`.
     pub fn fit(dir: &Path, config: &FeatureConfig, progress: bool) -> Result<FeatureMap> {
-        config.validate().map_err(DataError::Invalid)?;
+        config.validate().map_err(Error::Invalid)?;
         let manifest = DatasetManifest::load(dir)?;
         let schema = &manifest.schema;
         let plan = make_plan(schema, config)?;
@@ -138,7 +138,7 @@ impl FeatureMap {
         }
         bar.finish_and_clear();
         if rows == 0 {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: the train split is empty; nothing to fit features on",
                 dir.display()
             )));
@@ -332,7 +332,7 @@ fn make_plan(schema: &DatasetSchema, config: &FeatureConfig) -> Result<Vec<Plan>
     for name in config.exclude.iter().chain(config.fields.keys()) {
         if !schema.kept().any(|c| &c.name == name) {
             let have: Vec<&str> = schema.kept().map(|c| c.name.as_str()).collect();
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "features: no column `{name}` in dataset `{}` (have: {})",
                 schema.name,
                 have.join(", ")
@@ -351,7 +351,7 @@ fn make_plan(schema: &DatasetSchema, config: &FeatureConfig) -> Result<Vec<Plan>
             ColumnKind::Label | ColumnKind::Truth | ColumnKind::Skip => continue,
             ColumnKind::Timestamp => {
                 if o.encoding.is_some_and(|e| e != Encoding::Drop) {
-                    return Err(DataError::Invalid(format!(
+                    return Err(Error::Invalid(format!(
                         "features.fields.{}: a timestamp is encoded by features.time_parts",
                         c.name
                     )));
@@ -372,7 +372,7 @@ fn make_plan(schema: &DatasetSchema, config: &FeatureConfig) -> Result<Vec<Plan>
                     e,
                     Encoding::Vocab | Encoding::Hash | Encoding::Frequency | Encoding::Drop
                 ) {
-                    return Err(DataError::Invalid(format!(
+                    return Err(Error::Invalid(format!(
                         "features.fields.{}: a categorical column takes vocab, hash, frequency or drop, not {e:?}",
                         c.name
                     )));
@@ -416,7 +416,7 @@ fn make_plan(schema: &DatasetSchema, config: &FeatureConfig) -> Result<Vec<Plan>
                     )
             });
             if !ok {
-                return Err(DataError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "features.crosses: `{c}` (in `{cross}`) is not a feature column of dataset `{}`",
                     schema.name
                 )));
@@ -430,7 +430,7 @@ fn make_plan(schema: &DatasetSchema, config: &FeatureConfig) -> Result<Vec<Plan>
         });
     }
     if plan.is_empty() {
-        return Err(DataError::Invalid(
+        return Err(Error::Invalid(
             "features: every column is excluded or dropped".into(),
         ));
     }

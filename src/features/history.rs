@@ -23,7 +23,7 @@ use crate::data::manifest::DatasetManifest;
 use crate::data::reader::{ReaderOptions, ShardReader};
 use crate::data::schema::{ColumnKind, DatasetSchema};
 use crate::data::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// The `[features.history]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -302,9 +302,9 @@ impl HistoryState {
     /// Read a state written by [`HistoryState::save`] for `spec`'s keys, with
     /// the sequence number saved with it.
     pub fn load(path: &Path, spec: &HistorySpec) -> Result<(HistoryState, u64)> {
-        let b = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        let b = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let bad = |what: &str| {
-            DataError::Invalid(format!(
+            Error::Invalid(format!(
                 "{}: not a history state file: {what}",
                 path.display()
             ))
@@ -322,7 +322,7 @@ impl HistoryState {
         let seq = u64_of(take(8)?);
         let keys = u64_of(take(8)?) as usize;
         if keys != spec.keys.len() {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: holds counters of {keys} keys, the model has {}",
                 path.display(),
                 spec.keys.len()
@@ -455,7 +455,7 @@ impl Cursor {
                 .column_by_name(&spec.time_column)
                 .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
                 .ok_or_else(|| {
-                    DataError::Invalid(format!(
+                    Error::Invalid(format!(
                         "{}: no timestamp column `{}` for the history features",
                         data.display(),
                         spec.time_column
@@ -464,7 +464,7 @@ impl Cursor {
             let labels = batch
                 .column_by_name(label)
                 .and_then(|c| c.as_any().downcast_ref::<Int8Array>())
-                .ok_or_else(|| DataError::Invalid(format!("no Int8 label column `{label}`")))?;
+                .ok_or_else(|| Error::Invalid(format!("no Int8 label column `{label}`")))?;
             let views = spec
                 .keys
                 .iter()
@@ -477,7 +477,7 @@ impl Cursor {
             let mut row_hashes = Vec::new();
             for r in 0..n {
                 if !time.is_valid(r) {
-                    return Err(DataError::Invalid(format!(
+                    return Err(Error::Invalid(format!(
                         "{}: {} row {} has no `{}`: history features need a time on every row",
                         data.display(),
                         self.split.name(),
@@ -487,7 +487,7 @@ impl Cursor {
                 }
                 let t = time.value(r);
                 if t < self.last_time {
-                    return Err(DataError::Invalid(format!(
+                    return Err(Error::Invalid(format!(
                         "{}: {} row {} goes back in time ({} ms before the row above): \
                          history features need each split in time order (simulate or convert \
                          with --split time, or a time-sorted input)",
@@ -539,7 +539,7 @@ pub fn compute(data: &Path, spec: &HistorySpec, label: &str, out: &Path) -> Resu
             },
         )?;
         let path = out.join(format!("history-{}.f32", split.name()));
-        let file = std::fs::File::create(&path).map_err(|e| DataError::io(&path, e))?;
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
         paths.push(path);
         cursors.push(Cursor {
             split,
@@ -585,7 +585,7 @@ pub fn compute(data: &Path, spec: &HistorySpec, label: &str, out: &Path) -> Resu
                 for v in &row {
                     c.out
                         .write_all(&v.to_le_bytes())
-                        .map_err(|e| DataError::io(&paths[i], e))?;
+                        .map_err(|e| Error::io(&paths[i], e))?;
                 }
                 group.push((i, h, c.clicked[c.pos]));
                 c.pos += 1;
@@ -596,7 +596,7 @@ pub fn compute(data: &Path, spec: &HistorySpec, label: &str, out: &Path) -> Resu
         }
     }
     for (c, p) in cursors.iter_mut().zip(&paths) {
-        c.out.flush().map_err(|e| DataError::io(p, e))?;
+        c.out.flush().map_err(|e| Error::io(p, e))?;
     }
     let n = n.max(1) as f64;
     let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
@@ -640,7 +640,7 @@ pub struct HistoryRows {
 
 impl HistoryRows {
     pub fn open(path: &Path, spec: &HistorySpec) -> Result<Self> {
-        let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         Ok(HistoryRows {
             input: BufReader::with_capacity(1 << 20, f),
             spec: spec.clone(),
@@ -656,7 +656,7 @@ impl HistoryRows {
         for r in 0..rows {
             self.input
                 .read_exact(&mut buf)
-                .map_err(|e| DataError::io(&self.path, e))?;
+                .map_err(|e| Error::io(&self.path, e))?;
             let slots = &mut dense[r * nd + first..r * nd + first + width];
             for (k, v) in buf.chunks_exact(4).enumerate() {
                 slots[k] = f32::from_le_bytes([v[0], v[1], v[2], v[3]]);
@@ -680,7 +680,7 @@ pub(super) fn history_spec(
         let cols: Vec<String> = key.split('+').map(|c| c.trim().to_string()).collect();
         for c in &cols {
             if kind(c).is_none_or(|k| k == ColumnKind::Truth) {
-                return Err(DataError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "features.history.keys: `{c}` is not a column of dataset {}",
                     schema.name
                 )));
@@ -691,7 +691,7 @@ pub(super) fn history_spec(
     let time_column = match &h.time_column {
         Some(t) if kind(t) == Some(ColumnKind::Timestamp) => t.clone(),
         Some(t) => {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "features.history.time_column: `{t}` is not a timestamp column of dataset {}",
                 schema.name
             )))
@@ -701,7 +701,7 @@ pub(super) fn history_spec(
             .find(|c| c.kind == ColumnKind::Timestamp)
             .map(|c| c.name.clone())
             .ok_or_else(|| {
-                DataError::Invalid(format!(
+                Error::Invalid(format!(
                     "features.history needs a timestamp column; dataset {} has none",
                     schema.name
                 ))

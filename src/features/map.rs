@@ -21,7 +21,7 @@ use super::raw::{cross_token, numeric, token, view, RawValue};
 use super::target::TargetSpec;
 use crate::data::parse::hour_weekday;
 use crate::data::schema::ColumnKind;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// Version of the features.json layout.
 pub const FEATURE_MAP_VERSION: u32 = 1;
@@ -227,19 +227,19 @@ impl FeatureMap {
 
     /// Write `features.json` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string(self).map_err(|e| DataError::Invalid(e.to_string()))?;
+        let text = serde_json::to_string(self).map_err(|e| Error::json(path, e))?;
         crate::data::io::atomic_write(path, text.as_bytes())
     }
 
     /// Read a `features.json`.
     pub fn load(path: &Path) -> Result<FeatureMap> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let mut map: FeatureMap = serde_json::from_str(&text).map_err(|e| DataError::Config {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut map: FeatureMap = serde_json::from_str(&text).map_err(|e| Error::Config {
             path: path.into(),
             message: e.to_string(),
         })?;
         if map.version != FEATURE_MAP_VERSION || map.hash.version != HASH_VERSION {
-            return Err(DataError::Config {
+            return Err(Error::Config {
                 path: path.into(),
                 message: format!(
                     "feature map version {} / hash version {} is not the {} / {} this build reads",
@@ -303,7 +303,7 @@ impl FeatureMap {
             .column_by_name(&self.label)
             .and_then(|c| c.as_any().downcast_ref::<Int8Array>())
             .ok_or_else(|| {
-                DataError::Invalid(format!(
+                Error::Invalid(format!(
                     "the batch has no Int8 label column `{}`",
                     self.label
                 ))

@@ -9,7 +9,7 @@ use arrow::array::{
 };
 
 use crate::data::schema::{ColumnKind, DatasetSchema};
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// One raw value, as a request or a shard holds it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,7 +80,7 @@ impl ColumnView<'_> {
 pub(crate) fn view<'a>(batch: &'a RecordBatch, name: &str) -> Result<ColumnView<'a>> {
     let col = batch
         .column_by_name(name)
-        .ok_or_else(|| DataError::Invalid(format!("the shards have no column `{name}`")))?;
+        .ok_or_else(|| Error::Invalid(format!("the shards have no column `{name}`")))?;
     let any = col.as_any();
     if let Some(a) = any.downcast_ref::<StringArray>() {
         Ok(ColumnView::Str(a))
@@ -91,7 +91,7 @@ pub(crate) fn view<'a>(batch: &'a RecordBatch, name: &str) -> Result<ColumnView<
     } else if let Some(a) = any.downcast_ref::<TimestampMillisecondArray>() {
         Ok(ColumnView::Time(a))
     } else {
-        Err(DataError::Invalid(format!(
+        Err(Error::Invalid(format!(
             "column `{name}` has type {}, which the feature map cannot read",
             col.data_type()
         )))
@@ -115,7 +115,7 @@ pub(super) fn check_value_column(
     if ok {
         return Ok(());
     }
-    Err(DataError::Invalid(format!(
+    Err(Error::Invalid(format!(
         "{setting}: `{column}` is not a feature column of dataset `{}`",
         schema.name
     )))

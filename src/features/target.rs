@@ -15,7 +15,7 @@ use super::raw::{check_value_column, token, view};
 use crate::data::reader::{ReaderOptions, ShardReader};
 use crate::data::schema::DatasetSchema;
 use crate::data::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// The `[features.target_encoding]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,7 +186,7 @@ pub fn target_stats(
         let y = batch
             .column_by_name(&label)
             .and_then(|c| c.as_any().downcast_ref::<Int8Array>())
-            .ok_or_else(|| DataError::Invalid(format!("no Int8 label column `{label}`")))?;
+            .ok_or_else(|| Error::Invalid(format!("no Int8 label column `{label}`")))?;
         for (k, c) in t.columns.iter().enumerate() {
             let col = view(&batch, c)?;
             for r in 0..batch.num_rows() {

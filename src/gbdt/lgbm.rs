@@ -17,6 +17,8 @@
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::Path;
 
+use crate::error::LightgbmError;
+
 /// The part of LightGBM 4's C API (`include/LightGBM/c_api.h`) this module
 /// calls, declared as the header declares it. build.rs links the library.
 #[allow(non_snake_case)]
@@ -131,17 +133,7 @@ const PREDICT_NORMAL: i32 = 0;
 const IMPORTANCE_SPLIT: i32 = 0;
 const IMPORTANCE_GAIN: i32 = 1;
 
-/// A LightGBM error message.
-#[derive(Debug, Clone)]
-pub struct LgbmError(pub String);
-
-impl std::fmt::Display for LgbmError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LightGBM: {}", self.0)
-    }
-}
-
-pub type LgbmResult<T> = std::result::Result<T, LgbmError>;
+pub type LgbmResult<T> = std::result::Result<T, LightgbmError>;
 
 fn check(rc: i32) -> LgbmResult<()> {
     if rc == 0 {
@@ -149,11 +141,11 @@ fn check(rc: i32) -> LgbmResult<()> {
     }
     // SAFETY: LGBM_GetLastError returns a NUL-terminated thread-local string.
     let msg = unsafe { CStr::from_ptr(sys::LGBM_GetLastError()) };
-    Err(LgbmError(msg.to_string_lossy().into_owned()))
+    Err(LightgbmError(msg.to_string_lossy().into_owned()))
 }
 
 fn cstring(s: &str) -> LgbmResult<CString> {
-    CString::new(s).map_err(|_| LgbmError(format!("NUL byte in {s:?}")))
+    CString::new(s).map_err(|_| LightgbmError(format!("NUL byte in {s:?}")))
 }
 
 /// A binned training or validation matrix.
@@ -175,7 +167,7 @@ impl Dataset {
     ) -> LgbmResult<Dataset> {
         let rows = labels.len();
         if data.len() != rows * cols {
-            return Err(LgbmError(format!(
+            return Err(LightgbmError(format!(
                 "matrix of {} values is not {rows} rows x {cols} columns",
                 data.len()
             )));
@@ -329,7 +321,9 @@ impl Booster {
             )
         })?;
         if needed > LEN {
-            return Err(LgbmError(format!("metric name longer than {LEN} bytes")));
+            return Err(LightgbmError(format!(
+                "metric name longer than {LEN} bytes"
+            )));
         }
         Ok(bufs
             .iter()
@@ -372,7 +366,7 @@ impl Booster {
     /// `iterations` rounds (0: all). `params` e.g. `num_threads=1`.
     pub fn predict(&self, data: &[f32], iterations: usize, params: &str) -> LgbmResult<Vec<f64>> {
         if self.cols == 0 || data.len() % self.cols != 0 {
-            return Err(LgbmError(format!(
+            return Err(LightgbmError(format!(
                 "{} values are not whole rows of {} columns",
                 data.len(),
                 self.cols
@@ -427,7 +421,7 @@ impl Booster {
             buf = vec![0u8; len as usize];
         }
         buf.truncate((len as usize).saturating_sub(1));
-        String::from_utf8(buf).map_err(|_| LgbmError("model text is not UTF-8".into()))
+        String::from_utf8(buf).map_err(|_| LightgbmError("model text is not UTF-8".into()))
     }
 
     /// Total gain (or split count) per column with the first `iterations`

@@ -44,7 +44,7 @@ pub fn open_run(run_dir: &Path) -> Result<OpenRun> {
     #[cfg(feature = "lightgbm")]
     return scoring::open_run(run_dir);
     #[cfg(not(feature = "lightgbm"))]
-    Err(crate::error::DataError::Invalid(format!(
+    Err(crate::error::Error::Invalid(format!(
         "{}: {}",
         run_dir.display(),
         not_built()
@@ -59,7 +59,7 @@ pub fn load_bundle(dir: &Path, map: &FeatureMap) -> Result<Box<dyn Scorer + Send
     #[cfg(not(feature = "lightgbm"))]
     {
         let _ = map;
-        Err(crate::error::DataError::Invalid(format!(
+        Err(crate::error::Error::Invalid(format!(
             "{}: {}",
             dir.display(),
             not_built()
@@ -91,8 +91,8 @@ pub fn matrix(e: Rows<'_>, offsets: &[u32], num_dense: usize) -> Vec<f32> {
 }
 
 /// The error of a LightGBM feature missing from this build.
-pub fn not_built() -> crate::error::DataError {
-    crate::error::DataError::Invalid(
+pub fn not_built() -> crate::error::Error {
+    crate::error::Error::Invalid(
         "this ctr-dl was built without LightGBM: build with `--features lightgbm` \
          (the README's commands do)"
             .into(),

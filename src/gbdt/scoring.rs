@@ -3,17 +3,17 @@
 //! ([`BundleBooster`]), which serving loads.
 use std::path::{Path, PathBuf};
 
-use super::lgbm::{Booster, LgbmError};
+use super::lgbm::Booster;
 use super::train::{load_gbdt_run, GbdtRun};
 use super::{matrix, MODEL_FILE};
 use crate::data::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, LightgbmError, Result};
 use crate::features::map::Rows;
 use crate::features::{EncodedDataset, FeatureMap};
 use crate::scoring::{max_abs_diff, ExportCheck, OpenRun, RunModel, Scorer, FORMAT_LIGHTGBM};
 
-fn at(path: &Path) -> impl Fn(LgbmError) -> DataError + '_ {
-    move |e| DataError::Invalid(format!("{}: {e}", path.display()))
+fn at(path: &Path) -> impl Fn(LightgbmError) -> Error + '_ {
+    move |e| Error::lightgbm(path.display(), e)
 }
 
 /// Open a LightGBM run (always on the CPU).
@@ -43,7 +43,7 @@ impl RunModel for GbdtRun {
     ) -> Result<ExportCheck> {
         let e = ds.read_all(Split::Test)?;
         if e.rows == 0 {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: the test split is empty; export checks the model on test rows",
                 ds.dir.display()
             )));
@@ -78,7 +78,7 @@ impl RunModel for GbdtRun {
         let gain = self
             .booster
             .importance(0, true)
-            .map_err(|e| DataError::Invalid(format!("LightGBM importance: {e}")))?;
+            .map_err(|e| Error::lightgbm("feature importance", e))?;
         Ok(Some(gain))
     }
 }
@@ -97,7 +97,7 @@ pub fn load_bundle(dir: &Path, map: &FeatureMap) -> Result<BundleBooster> {
     let path = dir.join(MODEL_FILE);
     let booster = Booster::from_file(&path).map_err(at(&path))?;
     if booster.cols() != map.num_fields() + map.num_dense() {
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{}: the model reads {} columns, features.json gives {}",
             path.display(),
             booster.cols(),

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::config::GbdtExperiment;
-use super::lgbm::{Booster, Dataset, LgbmError};
+use super::lgbm::{Booster, Dataset};
 use super::{matrix, LIGHTGBM, MODEL_FILE};
 use crate::data::io::{atomic_write, read_json, write_json};
 use crate::data::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, LightgbmError, Result};
 use crate::features::map::binary_labels;
 use crate::features::{prepare, EncodedDataset};
 use crate::metrics::{evaluate, log_loss};
@@ -19,8 +19,8 @@ use crate::run::{
 };
 use crate::tensorboard::{EventWriter, HParamValue};
 
-fn lgbm_err(what: &str) -> impl Fn(LgbmError) -> DataError + '_ {
-    move |e| DataError::Invalid(format!("{what}: {e}"))
+fn lgbm_err(what: &str) -> impl Fn(LightgbmError) -> Error + '_ {
+    move |e| Error::lightgbm(what, e)
 }
 
 /// A split as LightGBM's matrix and its labels.
@@ -70,11 +70,11 @@ pub fn train_gbdt(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainRepo
         if ds.reused { "cached" } else { "new" }
     ));
     std::fs::write(run_dir.join("config.toml"), cfg.to_toml())
-        .map_err(|e| DataError::io(run_dir.join("config.toml"), e))?;
+        .map_err(|e| Error::io(run_dir.join("config.toml"), e))?;
     ds.features.save(&run_dir.join("features.json"))?;
 
     std::fs::write(run_dir.join("lightgbm_params.txt"), format!("{params}\n"))
-        .map_err(|e| DataError::io(run_dir.join("lightgbm_params.txt"), e))?;
+        .map_err(|e| Error::io(run_dir.join("lightgbm_params.txt"), e))?;
     let train = split_matrix(&ds, Split::Train)?;
     let valid = split_matrix(&ds, Split::Valid)?;
     // Timed from here: binning and boosting, as Python's lgb.Dataset + lgb.train.
@@ -107,8 +107,8 @@ pub fn train_gbdt(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainRepo
     };
     let valid_labels = binary_labels(&valid.y);
 
-    let mut tb = EventWriter::create(&run_dir).map_err(|e| DataError::io(&run_dir, e))?;
-    let tb_err = |e| DataError::io(run_dir.clone(), e);
+    let mut tb = EventWriter::create(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    let tb_err = |e| Error::io(run_dir.clone(), e);
     tb.add_hparams(
         &hparams(cfg),
         &["valid/auc", "valid/logloss", "test/auc", "test/logloss"],
@@ -352,13 +352,12 @@ pub fn load_gbdt_run(run_dir: &Path) -> Result<(GbdtExperiment, RunInfo, Encoded
     )?;
     let path: PathBuf = info.checkpoints.join(MODEL_FILE);
     if !path.exists() {
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{}: no {MODEL_FILE}: the run did not finish",
             info.checkpoints.display()
         )));
     }
-    let booster = Booster::from_file(&path)
-        .map_err(|e| DataError::Invalid(format!("{}: {e}", path.display())))?;
+    let booster = Booster::from_file(&path).map_err(|e| Error::lightgbm(path.display(), e))?;
     let run = GbdtRun {
         booster,
         offsets: ds.meta.field_offsets.clone(),

@@ -15,7 +15,7 @@ use super::history::{Feedback, HistoryOptions, OnlineHistory};
 use super::request::{raw_value, type_name, ApiError, ApiResult};
 use crate::data::io::read_json;
 use crate::data::schema::ColumnKind;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::eval::calibrate::Calibrator;
 use crate::features::map::Rows;
 use crate::features::{FeatureMap, RawValue};
@@ -54,7 +54,7 @@ impl Bundle {
         let meta: BundleMetadata = read_json(&dir.join("metadata.json"))?;
         for (what, v) in [("name", &meta.name), ("version", &meta.version)] {
             if !plain_component(v) {
-                return Err(DataError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "{}: {what} {v:?} is not a plain folder name (letters, digits, `.`, `_`, `-`; \
                      not `.` or `..`)",
                     dir.join("metadata.json").display()
@@ -75,7 +75,7 @@ impl Bundle {
         };
         let scorer = crate::family::load_bundle(&meta.format, dir, &map, device)?;
         if map.num_fields() != meta.num_fields || map.num_dense() != meta.num_dense {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: features.json has {} fields and {} dense inputs, metadata.json {} and {}",
                 dir.display(),
                 map.num_fields(),
@@ -278,7 +278,7 @@ pub(super) fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
 /// when it fails to load rather than passed over in silence.
 pub fn bundle_versions(root: &Path) -> Result<Vec<Vec<PathBuf>>> {
     let mut out = Vec::new();
-    let names = std::fs::read_dir(root).map_err(|e| DataError::io(root, e))?;
+    let names = std::fs::read_dir(root).map_err(|e| Error::io(root, e))?;
     let mut names: Vec<PathBuf> = names
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
@@ -290,7 +290,7 @@ pub fn bundle_versions(root: &Path) -> Result<Vec<Vec<PathBuf>>> {
     names.sort();
     for name in names {
         let mut versions: Vec<(String, PathBuf)> = std::fs::read_dir(&name)
-            .map_err(|e| DataError::io(&name, e))?
+            .map_err(|e| Error::io(&name, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 ["metadata.json", "model.pt", crate::gbdt::MODEL_FILE]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::bundle::now_ms;
 use super::history::HistoryOptions;
 use super::request::{ApiError, ApiResult};
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// Settings of the service (`ctr-dl serve` flags or `configs/serve.toml`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -102,8 +102,8 @@ impl Default for ServeConfig {
 
 impl ServeConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        toml::from_str(&text).map_err(|e| DataError::Config {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Config {
             path: path.into(),
             message: e.to_string(),
         })

@@ -22,7 +22,7 @@ use tch::Device;
 
 use crate::data::io::{build_dir_atomically, read_json, write_json};
 use crate::data::manifest::now_rfc3339;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::eval::calibrate::Calibrator;
 use crate::family::open_run;
 use crate::run::{git_commit, RunInfo};
@@ -152,7 +152,7 @@ impl Target {
             }
         };
         if out.exists() && !opts.overwrite {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{} exists; pass --overwrite to replace it",
                 out.display()
             )));
@@ -190,7 +190,7 @@ fn write_bundle(
         let check = write_model(tmp)?;
         let (diff_1, diff_n) = (check.max_abs_diff_batch1, check.max_abs_diff_batch_n);
         if !(diff_n <= TOLERANCE && diff_1 <= TOLERANCE) {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: the exported model disagrees with the trained one \
                  (max |difference| {diff_1:.3e} at batch 1, {diff_n:.3e} at batch {}; \
                  allowed {TOLERANCE:e})",
@@ -199,13 +199,12 @@ fn write_bundle(
             )));
         }
         let features = run_dir.join("features.json");
-        std::fs::copy(&features, tmp.join("features.json"))
-            .map_err(|e| DataError::io(&features, e))?;
+        std::fs::copy(&features, tmp.join("features.json")).map_err(|e| Error::io(&features, e))?;
         // History counters start where the data ends.
         if ds.features.history.is_some() {
             let state = ds.dir.join(crate::features::history::STATE_FILE);
             std::fs::copy(&state, tmp.join(crate::features::history::STATE_FILE))
-                .map_err(|e| DataError::io(&state, e))?;
+                .map_err(|e| Error::io(&state, e))?;
         }
         // A post-hoc calibrator saved with the run travels with the model.
         let calibration = Calibrator::load_from(run_dir)?;

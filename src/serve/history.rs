@@ -39,7 +39,7 @@ use std::sync::{Mutex, RwLock, TryLockError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::features::history::{HistorySpec, HistoryState, STATE_FILE};
 use crate::features::RawValue;
 
@@ -176,8 +176,8 @@ pub struct Applied {
     pub seq: u64,
 }
 
-fn lock_err() -> DataError {
-    DataError::Invalid("the history counters' lock was poisoned by a panic".into())
+fn lock_err() -> Error {
+    Error::Invalid("the history counters' lock was poisoned by a panic".into())
 }
 
 fn now_ms() -> i64 {
@@ -236,12 +236,12 @@ impl OnlineHistory {
         let mut seen = SeenIds::default();
         let mut log = None;
         if let Some(d) = dir {
-            std::fs::create_dir_all(d).map_err(|e| DataError::io(d, e))?;
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
             let ids = d.join(EVENT_IDS_FILE);
             if ids.exists() {
-                let text = std::fs::read_to_string(&ids).map_err(|e| DataError::io(&ids, e))?;
-                let pairs: Vec<(i64, u64)> = serde_json::from_str(&text)
-                    .map_err(|e| DataError::Invalid(format!("{}: {e}", ids.display())))?;
+                let text = std::fs::read_to_string(&ids).map_err(|e| Error::io(&ids, e))?;
+                let pairs: Vec<(i64, u64)> =
+                    serde_json::from_str(&text).map_err(|e| Error::json(&ids, e))?;
                 for (at, id) in pairs {
                     seen.insert(at, id);
                 }
@@ -339,7 +339,7 @@ impl OnlineHistory {
             let path = dir.join(LOG_FILE);
             log.write_all(buf.as_bytes())
                 .and_then(|_| log.sync_data())
-                .map_err(|e| DataError::io(&path, e))?;
+                .map_err(|e| Error::io(&path, e))?;
         }
         {
             let mut state = self.counters.write().map_err(|_| lock_err())?;
@@ -399,7 +399,7 @@ impl OnlineHistory {
             // copy's number and start a new one.
             let rotated = dir.join(rotated_name(seq));
             if path.exists() {
-                std::fs::rename(&path, &rotated).map_err(|e| DataError::io(&rotated, e))?;
+                std::fs::rename(&path, &rotated).map_err(|e| Error::io(&rotated, e))?;
             }
             w.log = Some(open_log(&path)?);
             w.since_snapshot = 0;
@@ -441,11 +441,11 @@ fn replay_log(
     seen: &mut SeenIds,
     since_snapshot: &mut u64,
 ) -> Result<()> {
-    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let lines: Vec<String> = BufReader::new(f)
         .lines()
         .collect::<std::io::Result<_>>()
-        .map_err(|e| DataError::io(path, e))?;
+        .map_err(|e| Error::io(path, e))?;
     let n = lines.len();
     for (i, line) in lines.iter().enumerate() {
         match serde_json::from_str::<Logged>(line) {
@@ -457,7 +457,7 @@ fn replay_log(
                     continue;
                 }
                 if e.h.len() != spec.keys.len() {
-                    return Err(DataError::Invalid(format!(
+                    return Err(Error::Invalid(format!(
                         "{}:{}: an event of {} keys, the model has {}",
                         path.display(),
                         i + 1,
@@ -474,12 +474,11 @@ fn replay_log(
                 path.display(),
                 i + 1
             ),
-            Err(e) => {
-                return Err(DataError::Invalid(format!(
-                    "{}:{}: {e}",
-                    path.display(),
-                    i + 1
-                )))
+            Err(source) => {
+                return Err(Error::Json {
+                    what: format!("{}:{}", path.display(), i + 1),
+                    source,
+                })
             }
         }
     }
@@ -494,9 +493,12 @@ pub const BUNDLE_ID_FILE: &str = "bundle.id";
 fn bundle_id(bundle_dir: &Path, spec: &HistorySpec) -> Result<String> {
     let state = bundle_dir.join(STATE_FILE);
     let bytes = if state.exists() {
-        std::fs::read(&state).map_err(|e| DataError::io(&state, e))?
+        std::fs::read(&state).map_err(|e| Error::io(&state, e))?
     } else {
-        serde_json::to_vec(spec).map_err(|e| DataError::Invalid(e.to_string()))?
+        serde_json::to_vec(spec).map_err(|source| Error::Json {
+            what: "the history settings".into(),
+            source,
+        })?
     };
     Ok(format!(
         "{:016x}",
@@ -511,9 +513,9 @@ fn claim(dir: &Path, bundle_dir: &Path, spec: &HistorySpec) -> Result<()> {
     let id = bundle_id(bundle_dir, spec)?;
     let path = dir.join(BUNDLE_ID_FILE);
     if path.exists() {
-        let had = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+        let had = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         if had.trim() != id {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: these history counters belong to another bundle (id {}) than {} \
                  (id {id}), one exported again under the same version; move {} away to \
                  start from the bundle's own counters",
@@ -525,7 +527,7 @@ fn claim(dir: &Path, bundle_dir: &Path, spec: &HistorySpec) -> Result<()> {
         }
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     crate::data::io::atomic_write(&path, format!("{id}\n").as_bytes())
 }
 
@@ -555,5 +557,5 @@ fn open_log(path: &Path) -> Result<std::fs::File> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| DataError::io(path, e))
+        .map_err(|e| Error::io(path, e))
 }

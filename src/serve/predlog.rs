@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// One logged prediction.
 #[derive(Debug, Clone)]
@@ -203,13 +203,13 @@ impl PredLog {
             || !table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             || table.starts_with(|c: char| c.is_ascii_digit())
         {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "predlog table {table:?}: use letters, digits and _"
             )));
         }
         if let Target::Sqlite(p) = &target {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             }
         }
         let capacity = capacity.max(1);
@@ -239,7 +239,10 @@ impl PredLog {
                     w.run();
                     let _ = done_tx.send(());
                 })
-                .map_err(|e| DataError::Invalid(format!("cannot start the predlog writer: {e}")))?
+                .map_err(|source| Error::Thread {
+                    what: "prediction log writer",
+                    source,
+                })?
         };
         Ok(PredLog {
             tx: Mutex::new(Some(tx)),

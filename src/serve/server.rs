@@ -22,7 +22,7 @@ use super::pool::Pool;
 use super::predlog::{PredLog, PredLogOptions, Record, Target};
 use super::request::{ApiError, ApiResult};
 use super::routes;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// The service's shared state.
 pub struct Server {
@@ -44,7 +44,7 @@ impl Server {
     /// Load the bundles of `config.models` (a bundle that fails is reported
     /// on stderr and skipped) and start the inference threads.
     pub fn load(config: ServeConfig) -> Result<Server> {
-        let device = crate::device::resolve_device(&config.device).map_err(DataError::Invalid)?;
+        let device = crate::device::resolve_device(&config.device).map_err(Error::Invalid)?;
         let names = bundle_versions(&config.models)?;
         let found: usize = names.iter().map(Vec::len).sum();
         let mut bundles: Vec<Arc<Bundle>> = Vec::new();
@@ -64,7 +64,7 @@ impl Server {
                         .iter()
                         .find(|o| o.name == b.name && o.version == b.version)
                     {
-                        Some(o) => Err(DataError::Invalid(format!(
+                        Some(o) => Err(Error::Invalid(format!(
                             "its metadata names {}/{}, which {} already serves",
                             b.name,
                             b.version,
@@ -99,7 +99,7 @@ impl Server {
             }
         }
         if bundles.is_empty() {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: no model bundle could be loaded ({found} found); `ctr-dl export` writes them",
                 config.models.display(),
             )));
@@ -334,7 +334,5 @@ pub fn serve(config: ServeConfig) -> Result<()> {
             log.stats.dropped.load(Ordering::Relaxed)
         );
     }
-    result
-        .map(|_| ())
-        .map_err(|e| DataError::Invalid(format!("the server stopped: {e}")))
+    result.map(|_| ()).map_err(|e| Error::Server(Box::new(e)))
 }

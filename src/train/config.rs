@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::run::OutputConfig;
 
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::features::FeatureConfig;
 use crate::models::ModelConfig;
 
@@ -301,7 +301,7 @@ fn d_seed() -> u64 {
 impl ExperimentConfig {
     /// Read a TOML file, apply `--set` overrides, validate.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::parse(&text, path, overrides)
     }
 
@@ -315,8 +315,8 @@ impl ExperimentConfig {
     /// are not the run's model's are dropped (a user's experiment file gets
     /// an error for them instead).
     pub fn load_saved(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let err = |message: String| DataError::Config {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let err = |message: String| Error::Config {
             path: path.into(),
             message,
         };
@@ -372,7 +372,7 @@ pub fn parse_experiment<T: serde::de::DeserializeOwned>(
     overrides: &[String],
     validate: impl Fn(&T) -> std::result::Result<(), String>,
 ) -> Result<T> {
-    let value: toml::Table = toml::from_str(text).map_err(|e| DataError::Config {
+    let value: toml::Table = toml::from_str(text).map_err(|e| Error::Config {
         path: path.into(),
         message: e.to_string(),
     })?;
@@ -386,7 +386,7 @@ fn parse_experiment_table<T: serde::de::DeserializeOwned>(
     overrides: &[String],
     validate: impl Fn(&T) -> std::result::Result<(), String>,
 ) -> Result<T> {
-    let err = |message: String| DataError::Config {
+    let err = |message: String| Error::Config {
         path: path.into(),
         message,
     };

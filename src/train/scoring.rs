@@ -7,7 +7,7 @@ use tch::{CModule, Device, Kind, Tensor};
 
 use super::trainer::{load_run, torch_err, Loaded};
 use crate::data::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::features::cache::{Batch, Loader, LoaderOptions};
 use crate::features::map::Rows;
 use crate::features::EncodedDataset;
@@ -146,7 +146,7 @@ fn first_batch(ds: &EncodedDataset, rows: usize) -> Result<Batch> {
     )?;
     match loader.next() {
         Some(b) => b,
-        None => Err(DataError::Invalid(format!(
+        None => Err(Error::Invalid(format!(
             "{}: the test split is empty; export checks the module on test rows",
             ds.dir.display()
         ))),
@@ -170,7 +170,7 @@ impl TorchScript {
     pub fn load(dir: &Path, width: (usize, usize), device: Device) -> Result<TorchScript> {
         let model_pt = dir.join("model.pt");
         if !model_pt.is_file() {
-            return Err(DataError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: {}",
                 model_pt.display(),
                 if model_pt.exists() {

@@ -24,7 +24,7 @@ use super::config::ExperimentConfig;
 use super::optim::{Optimizer, OptimizerConfig};
 use crate::data::io::{read_json, write_json};
 use crate::data::writer::Split;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::features::{prepare, Batch, EncodedDataset, Loader, LoaderOptions};
 use crate::metrics::{evaluate, BinnedAuc, Metrics};
 use crate::models::{CtrModel, InputShape};
@@ -107,11 +107,11 @@ impl Loaded {
         let mut map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
         let _guard = tch::no_grad_guard();
         for (name, mut var) in self.vs.variables() {
-            let src = map.remove(&name).ok_or_else(|| {
-                DataError::Invalid(format!("{}: no tensor `{name}`", path.display()))
-            })?;
+            let src = map
+                .remove(&name)
+                .ok_or_else(|| Error::Invalid(format!("{}: no tensor `{name}`", path.display())))?;
             if src.size() != var.size() {
-                return Err(DataError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "{}: `{name}` has shape {:?}, the model {:?}: the checkpoint is from another configuration",
                     path.display(),
                     src.size(),
@@ -185,19 +185,19 @@ fn sorted(map: std::collections::HashMap<String, Tensor>) -> Vec<(String, Tensor
     v
 }
 
-pub(crate) fn torch_err(path: &Path, e: tch::TchError) -> DataError {
-    DataError::Invalid(format!("{}: libtorch: {e}", path.display()))
+pub(crate) fn torch_err(path: &Path, e: tch::TchError) -> Error {
+    Error::torch(path, e)
 }
 
 /// The checksum kept for a checkpoint file: its xxh3-128, as
 /// `xxh3-128:<hex>` (for damage on disk, not for tampering).
 pub fn file_checksum(path: &Path) -> Result<String> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| DataError::io(path, e))?;
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
         if n == 0 {
             break;
         }
@@ -215,7 +215,7 @@ pub fn verify_checkpoint(dir: &Path, name: &str, state: &RunState) -> Result<()>
     let path = dir.join(name);
     let got = file_checksum(&path)?;
     if &got != want {
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{}: its checksum ({got}) is not the one state.json holds ({want}): the file \
              was damaged, or replaced, after step {} was checkpointed (or the run was \
              killed while writing it); train again without --resume",
@@ -245,7 +245,7 @@ pub fn save_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<String>
     })?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        DataError::io(path, e)
+        Error::io(path, e)
     })?;
     Ok(sum)
 }
@@ -267,7 +267,7 @@ pub fn resume(run_dir: &Path, opts: &TrainOptions) -> Result<TrainReport> {
     let info: RunInfo = read_json(&run_dir.join("run.json"))?;
     let state: RunState = read_json(&info.checkpoints.join("state.json"))?;
     if state.finished {
-        return Err(DataError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{} finished already (step {}); nothing to resume",
             run_dir.display(),
             state.step
@@ -298,8 +298,7 @@ impl Trainer {
         resumed: Option<(RunInfo, RunState)>,
         opts: &TrainOptions,
     ) -> Result<TrainReport> {
-        let device =
-            crate::device::resolve_device(&cfg.train.device).map_err(DataError::Invalid)?;
+        let device = crate::device::resolve_device(&cfg.train.device).map_err(Error::Invalid)?;
         if cfg.train.threads > 0 {
             tch::set_num_threads(cfg.train.threads as i32);
         }
@@ -340,9 +339,9 @@ impl Trainer {
                 let saved = Tensor::read_safetensors(&path).map_err(|e| torch_err(&path, e))?;
                 let saved = saved.into_iter().map(|(n, t)| (n, t.to(device))).collect();
                 opt.load_state(saved)
-                    .map_err(|e| DataError::Invalid(format!("{}: {e}", path.display())))?;
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
                 if opt.steps as u64 != state.step {
-                    return Err(DataError::Invalid(format!(
+                    return Err(Error::Invalid(format!(
                         "{}: optimizer at step {}, state at step {}: the checkpoint is inconsistent",
                         info.checkpoints.display(),
                         opt.steps,
@@ -358,7 +357,7 @@ impl Trainer {
             }
             None => {
                 std::fs::write(run_dir.join("config.toml"), cfg.to_toml())
-                    .map_err(|e| DataError::io(run_dir.join("config.toml"), e))?;
+                    .map_err(|e| Error::io(run_dir.join("config.toml"), e))?;
                 ds.features.save(&run_dir.join("features.json"))?;
                 let info = RunInfo {
                     run: run.clone(),
@@ -381,13 +380,13 @@ impl Trainer {
                 }
             }
         };
-        let mut tb = EventWriter::create(&run_dir).map_err(|e| DataError::io(&run_dir, e))?;
+        let mut tb = EventWriter::create(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
         if state.step == 0 {
             tb.add_hparams(
                 &hparams(&cfg),
                 &["valid/auc", "valid/logloss", "test/auc", "test/logloss"],
             )
-            .map_err(|e| DataError::io(tb.path().to_path_buf(), e))?;
+            .map_err(|e| Error::io(tb.path().to_path_buf(), e))?;
         }
         let truth = simulated_truth(&cfg.data.path);
         say(format!(
@@ -593,7 +592,7 @@ impl Trainer {
         let step = self.state.step as i64;
         self.tb
             .add_scalar(tag, value, step)
-            .map_err(|e| DataError::io(self.tb.path().to_path_buf(), e))
+            .map_err(|e| Error::io(self.tb.path().to_path_buf(), e))
     }
 
     fn evaluate_and_checkpoint(&mut self, train_loss: f64) -> Result<()> {
@@ -671,7 +670,7 @@ impl Trainer {
         self.write_metrics(None, None)?;
         self.tb
             .flush()
-            .map_err(|e| DataError::io(self.tb.path().to_path_buf(), e))?;
+            .map_err(|e| Error::io(self.tb.path().to_path_buf(), e))?;
         reseed(self.cfg.seed, self.state.step);
         Ok(())
     }
@@ -688,7 +687,7 @@ impl Trainer {
         let valid = eval(&self, Split::Valid)?;
         let test = eval(&self, Split::Test)?;
         let step = self.state.step as i64;
-        let tb_err = |e| DataError::io(self.run_dir.clone(), e);
+        let tb_err = |e| Error::io(self.run_dir.clone(), e);
         if let Some(t) = &test {
             self.tb
                 .add_scalar("test/auc", t.auc.unwrap_or(f64::NAN), step)

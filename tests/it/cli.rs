@@ -189,3 +189,34 @@ fn train_resume_eval_compare() {
         "{stderr}"
     );
 }
+
+/// A failure prints what, where and why once: the cause's text is not
+/// repeated on a "caused by" line of its own.
+#[test]
+fn an_error_prints_its_cause_once() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("run.json"), "{\n  \"run\": ").unwrap();
+    let o = ctr_dl()
+        .args(["eval", "--run"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("run.json") && stderr.contains("EOF while parsing"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("EOF while parsing").count(), 1, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let missing = d.path().join("missing.toml");
+    let o = ctr_dl()
+        .args(["train", "--config"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("missing.toml"), "{stderr}");
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+}

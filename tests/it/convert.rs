@@ -14,7 +14,7 @@ use ctr_dl::data::manifest::DatasetManifest;
 use ctr_dl::data::schema::DatasetSchema;
 use ctr_dl::data::split::SplitMode;
 use ctr_dl::data::writer::Split;
-use ctr_dl::DataError;
+use ctr_dl::Error;
 
 fn opts(inputs: Vec<PathBuf>, out: &Path, format: &str) -> ConvertOptions {
     ConvertOptions::new(
@@ -247,7 +247,7 @@ fn write(path: &Path, text: &str) {
 
 const GOOD: &str = "0\t1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t12\t13\ta\tb\tc\td\te\tf\tg\th\ti\tj\tk\tl\tm\tn\to\tp\tq\tr\ts\tt\tu\tv\tw\tx\ty\tz\n";
 
-fn bad_case(line: &str) -> (String, DataError) {
+fn bad_case(line: &str) -> (String, Error) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("bad.txt");
     write(&input, &format!("{GOOD}{GOOD}{line}\n{GOOD}"));
@@ -265,7 +265,7 @@ fn bad_case(line: &str) -> (String, DataError) {
 fn malformed_lines_name_file_line_and_field() {
     let too_many = format!("{}\textra", GOOD.trim_end());
     let (msg, err) = bad_case(&too_many);
-    assert!(matches!(err, DataError::BadLine(..)));
+    assert!(matches!(err, Error::BadLine(..)));
     assert!(
         msg.contains("bad.txt:3") && msg.contains("41 fields"),
         "{msg}"
@@ -321,7 +321,7 @@ fn skip_bad_lines_counts_them_and_fails_past_the_ratio() {
     assert!(
         matches!(
             err,
-            DataError::TooManyBadLines {
+            Error::TooManyBadLines {
                 bad: 1,
                 total: 2000,
                 ..

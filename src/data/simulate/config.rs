@@ -4,7 +4,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::data::parse::parse_rfc3339;
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 
 /// Simulator settings (`configs/datasets/synthetic.toml`); every field has the
 /// default documented there.
@@ -101,12 +101,12 @@ impl Default for SimConfig {
 
 impl SimConfig {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-        let cfg: SimConfig = toml::from_str(&text).map_err(|e| DataError::Config {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let cfg: SimConfig = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        cfg.validate().map_err(|message| DataError::Config {
+        cfg.validate().map_err(|message| Error::Config {
             path: path.to_path_buf(),
             message,
         })?;

@@ -61,7 +61,7 @@ use crate::data::manifest::{
 use crate::data::sketch::ColumnSketch;
 use crate::data::split::{check_ratios, SplitMode, SplitRule};
 use crate::data::writer::{commit, DatasetWriter, Split, WriterOptions};
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::metrics::ProbSummary;
 use crate::progress::Progress;
 use crate::rng::Rng;
@@ -119,9 +119,9 @@ const BATCH_ROWS: usize = 16_384;
 /// Run the simulator.
 pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
     let started = Instant::now();
-    opts.config.validate().map_err(DataError::Invalid)?;
+    opts.config.validate().map_err(Error::Invalid)?;
     if opts.rows == 0 {
-        return Err(DataError::Invalid("--rows must be positive".into()));
+        return Err(Error::Invalid("--rows must be positive".into()));
     }
     let ratios = check_ratios(opts.ratios)?;
     // SIGINT/SIGTERM from here on: stop, remove what was written, fail.
@@ -153,10 +153,10 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
     let mut per_split: [ProbSummary; 3] = Default::default();
     let output = match opts.format {
         SimFormat::CriteoTsv => {
-            std::fs::create_dir_all(&opts.out).map_err(|e| DataError::io(&opts.out, e))?;
+            std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
             let path = opts.out.join("train.txt");
             if path.exists() && !opts.overwrite {
-                return Err(DataError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "{} exists; pass --overwrite to replace it",
                     path.display()
                 )));
@@ -172,8 +172,8 @@ pub fn simulate(opts: &SimulateOptions) -> Result<SimulateReport> {
                 &mut overall,
                 opts.seed,
             );
-            if let Err(e) = result
-                .and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| DataError::io(&path, e)))
+            if let Err(e) =
+                result.and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e)))
             {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);

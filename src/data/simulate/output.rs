@@ -18,7 +18,7 @@ use crate::data::interrupt;
 use crate::data::parse::hour_weekday;
 use crate::data::schema::{Column, ColumnKind, DatasetSchema};
 use crate::data::sketch::{hash_bytes, hash_i64, ColumnSketch};
-use crate::error::{DataError, Result};
+use crate::error::{Error, Result};
 use crate::metrics::ProbSummary;
 use crate::progress::Progress;
 use crate::rng::{AliasTable, Rng};
@@ -146,12 +146,12 @@ impl SimBatch {
             .time
             .as_mut()
             .map(|t| t.finish())
-            .ok_or_else(|| DataError::Invalid("empty simulator batch".into()))?;
+            .ok_or_else(|| Error::Invalid("empty simulator batch".into()))?;
         arrays.push(Arc::new(time));
         arrays.push(Arc::new(self.clicked.finish()));
         arrays.push(Arc::new(self.p.finish()));
         self.rows = 0;
-        RecordBatch::try_new(schema.clone(), arrays).map_err(|e| DataError::arrow("<simulator>", e))
+        RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::arrow("<simulator>", e))
     }
 }
 
@@ -169,7 +169,7 @@ pub(super) fn write_criteo_tsv(
     overall: &mut ProbSummary,
     seed: u64,
 ) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut noise = Rng::derive(seed, "criteo-noise");
     let noise_tables: Vec<AliasTable> = (0..26 - SIM_CATEGORICAL.len())
@@ -231,7 +231,7 @@ pub(super) fn write_criteo_tsv(
         }
         line.push('\n');
         out.write_all(line.as_bytes())
-            .map_err(|e| DataError::io(path, e))?;
+            .map_err(|e| Error::io(path, e))?;
         row += 1;
         if row % 65_536 == 0 {
             bar.set(row, row);
@@ -241,7 +241,7 @@ pub(super) fn write_criteo_tsv(
     interrupt::check()?;
     let file = out
         .into_inner()
-        .map_err(|e| DataError::io(path, e.into_error()))?;
-    file.sync_all().map_err(|e| DataError::io(path, e))?;
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    file.sync_all().map_err(|e| Error::io(path, e))?;
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::temp_files;
 use ctr_dl::data::convert::{convert, ConvertOptions};
 use ctr_dl::data::schema::DatasetSchema;
-use ctr_dl::DataError;
+use ctr_dl::Error;
 
 const GOOD: &str = "0\t1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t12\t13\ta\tb\tc\td\te\tf\tg\th\ti\tj\tk\tl\tm\tn\to\tp\tq\tr\ts\tt\tu\tv\tw\tx\ty\tz\n";
 
@@ -252,7 +252,7 @@ fn a_huge_line_is_refused_with_its_line_number() {
     let out = d.path().join("out");
     let err = convert(&criteo(vec![input.clone()], &out)).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, DataError::BadLine(..)), "{msg}");
+    assert!(matches!(err, Error::BadLine(..)), "{msg}");
     assert!(
         msg.contains("huge.txt:3")
             && msg.contains("a line of over 1048576 bytes (--max-line-bytes)"),
