@@ -220,3 +220,27 @@ fn an_error_prints_its_cause_once() {
     assert!(stderr.contains("missing.toml"), "{stderr}");
     assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
 }
+
+/// The output folders promised beside `src/` are in a fresh clone, each with
+/// a README that says what goes there, and whatever else lands in them is
+/// ignored by git.
+#[test]
+fn output_folders_are_in_the_tree() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .status()
+            .unwrap()
+            .success()
+    };
+    for dir in ["runs", "checkpoints", "models"] {
+        let readme = format!("{dir}/README.md");
+        assert!(root.join(&readme).is_file(), "{readme}");
+        assert!(git(&["ls-files", "--error-unmatch", &readme]), "{readme} is not tracked");
+        assert!(!git(&["check-ignore", "-q", &readme]), "{readme} is ignored");
+        let output = format!("{dir}/some-run/file");
+        assert!(git(&["check-ignore", "-q", &output]), "{output} is not ignored");
+    }
+}
