@@ -15,6 +15,7 @@ use crate::data::writer::Split;
 use crate::error::{Error, Result};
 use crate::features::EncodedDataset;
 use crate::metrics::Metrics;
+use crate::tensorboard::{EventWriter, HParamValue};
 
 /// The `[output]` section of an experiment: where runs and checkpoints go.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,4 +210,56 @@ impl Truth {
             _ => None,
         }
     }
+}
+
+/// Begin a run's TensorBoard record: its resolved configuration as text,
+/// and its settings for the HPARAMS tab: `model`, `data` (the dataset
+/// folder, so runs on different data are told apart), `seed`, then
+/// `settings` (the family's own: a deep model's and its training's, or
+/// LightGBM's). Every family writes the same first three.
+pub fn tensorboard_start(
+    tb: &mut EventWriter,
+    model: &str,
+    data: &Path,
+    seed: u64,
+    settings: Vec<(String, HParamValue)>,
+    config_toml: &str,
+) -> std::io::Result<()> {
+    // Markdown: an indented block keeps the TOML as it is.
+    let text: String = config_toml.lines().map(|l| format!("    {l}\n")).collect();
+    tb.add_text("config", &text, 0)?;
+    let mut hparams = vec![
+        ("model".to_string(), HParamValue::Text(model.into())),
+        (
+            "data".to_string(),
+            HParamValue::Text(data.display().to_string()),
+        ),
+        ("seed".to_string(), HParamValue::Number(seed as f64)),
+    ];
+    hparams.extend(settings);
+    tb.add_hparams(&hparams)
+}
+
+/// End a run's TensorBoard record with the metrics every family has, at
+/// `step`, so HPARAMS compares any runs on them: `best/valid_auc`,
+/// `best/valid_logloss` (the kept model's), `test/auc`, `test/logloss`, and
+/// on simulated data `test/gap_to_truth`; then the session's end.
+pub fn tensorboard_finish(tb: &mut EventWriter, m: &RunMetrics, step: i64) -> std::io::Result<()> {
+    let mut scalars = Vec::new();
+    if let Some(v) = &m.valid {
+        scalars.push(("best/valid_auc", v.auc.unwrap_or(f64::NAN)));
+        scalars.push(("best/valid_logloss", v.logloss));
+    }
+    if let Some(t) = &m.test {
+        scalars.push(("test/auc", t.auc.unwrap_or(f64::NAN)));
+        scalars.push(("test/logloss", t.logloss));
+    }
+    if let Some(truth) = &m.truth {
+        scalars.push(("test/gap_to_truth", truth.gap));
+    }
+    for (tag, value) in scalars {
+        tb.add_scalar(tag, value, step)?;
+    }
+    tb.end_hparams(true)?;
+    tb.flush()
 }

@@ -1,5 +1,9 @@
-//! A small TensorBoard event-file writer, so training runs can be watched with
-//! `tensorboard --logdir runs/` (scalars, histograms, text, the HPARAMS tab).
+//! A small TensorBoard event-file writer, so training runs can be watched and
+//! compared with `tensorboard --logdir runs/`. Every run writes its curves
+//! and final metrics as scalars, its resolved configuration as text, and its
+//! settings for the HPARAMS tab ([`crate::run::tensorboard_start`] and
+//! [`crate::run::tensorboard_finish`]); histograms are there for callers that
+//! want them.
 //!
 //! Format: one file `events.out.tfevents.<unix secs>.<hostname>.<pid>.<n>` per
 //! writer, a sequence of TFRecords, each holding one serialized `Event`
@@ -21,10 +25,17 @@
 //! (`tensorboard/compat/proto/{event,summary,histogram,tensor,tensor_shape}.proto`,
 //! `tensorboard/plugins/hparams/{api,plugin_data}.proto` and
 //! `google/protobuf/struct.proto`); field numbers are those of the originals,
-//! and fields not listed are simply never written. Hyperparameters are stored
-//! the way `torch.utils.tensorboard`'s `hparams()` does: an experiment summary
-//! and a session-start summary in the same run as the metric scalars, and a
-//! session-end summary when the run finishes.
+//! and fields not listed are simply never written.
+//!
+//! Hyperparameters are a session-start summary in the run, beside its metric
+//! scalars, and a session-end summary when the run finishes; unlike
+//! `torch.utils.tensorboard`'s `hparams()`, no run writes an experiment
+//! summary. TensorBoard shows one experiment summary per log directory and
+//! picks it arbitrarily among the runs that have one, so runs of different
+//! model families (each with its own settings) would hide each other's
+//! columns. Without any, its hparams plugin builds the experiment from every
+//! run's session start (the union of the settings) and every run's scalar
+//! tags (the metrics), which is what comparing runs needs.
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -195,15 +206,13 @@ pub mod proto {
     pub struct HParamsPluginData {
         #[prost(int32, tag = "1")]
         pub version: i32,
-        #[prost(oneof = "h_params_plugin_data::Data", tags = "2, 3, 4")]
+        #[prost(oneof = "h_params_plugin_data::Data", tags = "3, 4")]
         pub data: Option<h_params_plugin_data::Data>,
     }
 
     pub mod h_params_plugin_data {
         #[derive(Clone, PartialEq, prost::Oneof)]
         pub enum Data {
-            #[prost(message, tag = "2")]
-            Experiment(super::Experiment),
             #[prost(message, tag = "3")]
             SessionStartInfo(super::SessionStartInfo),
             #[prost(message, tag = "4")]
@@ -239,65 +248,6 @@ pub mod proto {
     /// `tensorboard.hparams.Status` values (api.proto).
     pub const STATUS_SUCCESS: i32 = 1;
     pub const STATUS_FAILURE: i32 = 2;
-
-    /// `tensorboard.hparams.Experiment` (api.proto).
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Experiment {
-        #[prost(string, tag = "6")]
-        pub name: String,
-        #[prost(string, tag = "1")]
-        pub description: String,
-        #[prost(string, tag = "2")]
-        pub user: String,
-        #[prost(double, tag = "3")]
-        pub time_created_secs: f64,
-        #[prost(message, repeated, tag = "4")]
-        pub hparam_infos: Vec<HParamInfo>,
-        #[prost(message, repeated, tag = "5")]
-        pub metric_infos: Vec<MetricInfo>,
-    }
-
-    /// `tensorboard.hparams.HParamInfo` (api.proto), without the domain.
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct HParamInfo {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub display_name: String,
-        #[prost(string, tag = "3")]
-        pub description: String,
-        /// `DataType` (api.proto); see [`DATA_TYPE_STRING`] and the others.
-        #[prost(int32, tag = "4")]
-        pub r#type: i32,
-    }
-
-    /// `tensorboard.hparams.DataType` values (api.proto).
-    pub const DATA_TYPE_STRING: i32 = 1;
-    pub const DATA_TYPE_BOOL: i32 = 2;
-    pub const DATA_TYPE_FLOAT64: i32 = 3;
-
-    /// `tensorboard.hparams.MetricInfo` (api.proto).
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct MetricInfo {
-        #[prost(message, optional, tag = "1")]
-        pub name: Option<MetricName>,
-        #[prost(string, tag = "3")]
-        pub display_name: String,
-        #[prost(string, tag = "4")]
-        pub description: String,
-        /// `DatasetType`: 0 unknown, 1 training, 2 validation.
-        #[prost(int32, tag = "5")]
-        pub dataset_type: i32,
-    }
-
-    /// `tensorboard.hparams.MetricName` (api.proto).
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct MetricName {
-        #[prost(string, tag = "1")]
-        pub group: String,
-        #[prost(string, tag = "2")]
-        pub tag: String,
-    }
 }
 
 use proto::summary::value::Value as SummaryKind;
@@ -306,7 +256,6 @@ use proto::summary::value::Value as SummaryKind;
 pub const FILE_VERSION: &str = "brain.Event:2";
 /// Tags and plugin name of the hparams plugin (`tensorboard.plugins.hparams.metadata`).
 pub const HPARAMS_PLUGIN: &str = "hparams";
-pub const EXPERIMENT_TAG: &str = "_hparams_/experiment";
 pub const SESSION_START_INFO_TAG: &str = "_hparams_/session_start_info";
 pub const SESSION_END_INFO_TAG: &str = "_hparams_/session_end_info";
 /// `PLUGIN_DATA_VERSION` of the hparams plugin.
@@ -353,14 +302,6 @@ impl HParamValue {
             HParamValue::Bool(v) => Kind::BoolValue(*v),
         };
         proto::ProtoValue { kind: Some(kind) }
-    }
-
-    fn data_type(&self) -> i32 {
-        match self {
-            HParamValue::Number(_) => proto::DATA_TYPE_FLOAT64,
-            HParamValue::Text(_) => proto::DATA_TYPE_STRING,
-            HParamValue::Bool(_) => proto::DATA_TYPE_BOOL,
-        }
     }
 }
 
@@ -450,20 +391,12 @@ impl EventWriter {
         self.write_value(step, tag, Some(metadata), SummaryKind::Tensor(tensor))
     }
 
-    /// The hyperparameters of this run (HPARAMS tab), written as
-    /// `torch.utils.tensorboard`'s `hparams()` does: the experiment (which
-    /// hyperparameters and which metrics, `metrics` being scalar tags written
-    /// with [`add_scalar`](Self::add_scalar) in this run) under
-    /// [`EXPERIMENT_TAG`], then this session's values under
-    /// [`SESSION_START_INFO_TAG`]. Call once per writer (TensorBoard keeps the
-    /// first of each tag), and [`end_hparams`](Self::end_hparams) at the end.
-    /// Hyperparameter names must be distinct.
-    pub fn add_hparams(
-        &mut self,
-        hparams: &[(String, HParamValue)],
-        metrics: &[&str],
-    ) -> io::Result<()> {
-        let now = now_secs();
+    /// The hyperparameters of this run (HPARAMS tab): a session-start
+    /// summary with their values (see the module doc for why there is no
+    /// experiment summary). TensorBoard's metric columns are the run's scalar
+    /// tags. Call once per writer (TensorBoard keeps the first), and
+    /// [`end_hparams`](Self::end_hparams) at the end. Names must be distinct.
+    pub fn add_hparams(&mut self, hparams: &[(String, HParamValue)]) -> io::Result<()> {
         let mut values = BTreeMap::new();
         for (name, v) in hparams {
             if values.insert(name.clone(), v.to_proto()).is_some() {
@@ -473,36 +406,15 @@ impl EventWriter {
                 ));
             }
         }
-        let experiment = proto::Experiment {
-            time_created_secs: now,
-            hparam_infos: hparams
-                .iter()
-                .map(|(name, v)| proto::HParamInfo {
-                    name: name.clone(),
-                    r#type: v.data_type(),
-                    ..Default::default()
-                })
-                .collect(),
-            metric_infos: metrics
-                .iter()
-                .map(|tag| proto::MetricInfo {
-                    name: Some(proto::MetricName {
-                        group: String::new(),
-                        tag: tag.to_string(),
-                    }),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        };
-        use proto::h_params_plugin_data::Data;
-        self.write_hparams(EXPERIMENT_TAG, Data::Experiment(experiment))?;
         let start = proto::SessionStartInfo {
             hparams: values,
-            start_time_secs: now,
+            start_time_secs: now_secs(),
             ..Default::default()
         };
-        self.write_hparams(SESSION_START_INFO_TAG, Data::SessionStartInfo(start))?;
+        self.write_hparams(
+            SESSION_START_INFO_TAG,
+            proto::h_params_plugin_data::Data::SessionStartInfo(start),
+        )?;
         self.flush()
     }
 

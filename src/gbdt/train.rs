@@ -14,8 +14,8 @@ use crate::features::map::binary_labels;
 use crate::features::{prepare, EncodedDataset};
 use crate::metrics::{evaluate, log_loss};
 use crate::run::{
-    git_commit, new_run_name, run_dirs, simulated_truth, EvalRecord, RunInfo, RunMetrics,
-    TrainOptions, TrainReport, TrainSummary, Truth,
+    git_commit, new_run_name, run_dirs, simulated_truth, tensorboard_finish, tensorboard_start,
+    EvalRecord, RunInfo, RunMetrics, TrainOptions, TrainReport, TrainSummary, Truth,
 };
 use crate::tensorboard::{EventWriter, HParamValue};
 
@@ -109,9 +109,13 @@ pub fn train_gbdt(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainRepo
 
     let mut tb = EventWriter::create(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
     let tb_err = |e| Error::io(run_dir.clone(), e);
-    tb.add_hparams(
-        &hparams(cfg),
-        &["valid/auc", "valid/logloss", "test/auc", "test/logloss"],
+    tensorboard_start(
+        &mut tb,
+        LIGHTGBM,
+        &cfg.data.path,
+        cfg.seed,
+        hparams(cfg),
+        &cfg.to_toml(),
     )
     .map_err(tb_err)?;
     let info = RunInfo {
@@ -169,11 +173,11 @@ pub fn train_gbdt(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainRepo
             (best_score, best_round) = (score, round);
         }
         if let Some(ll) = ll {
-            tb.add_scalar("valid/logloss", ll, round as i64)
+            tb.add_scalar("round/valid_logloss", ll, round as i64)
                 .map_err(tb_err)?;
         }
         if let Some(auc) = auc {
-            tb.add_scalar("valid/auc", auc, round as i64)
+            tb.add_scalar("round/valid_auc", auc, round as i64)
                 .map_err(tb_err)?;
         }
         let stop =
@@ -188,7 +192,7 @@ pub fn train_gbdt(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainRepo
                 .current_predictions(0, train_labels.len())
                 .map_err(lgbm_err("train predictions"))?;
             let train_loss = log_loss(&train_p, &train_labels);
-            tb.add_scalar("train/loss", train_loss, round as i64)
+            tb.add_scalar("round/train_loss", train_loss, round as i64)
                 .map_err(tb_err)?;
             let record = EvalRecord {
                 epoch: 0,
@@ -268,14 +272,6 @@ pub fn train_gbdt(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainRepo
             Some(evaluate(&model.predict(&t.x)?, &y))
         }
     };
-    if let Some(t) = &test_m {
-        tb.add_scalar("test/auc", t.auc.unwrap_or(f64::NAN), best as i64)
-            .map_err(tb_err)?;
-        tb.add_scalar("test/logloss", t.logloss, best as i64)
-            .map_err(tb_err)?;
-    }
-    tb.end_hparams(true).map_err(tb_err)?;
-    tb.flush().map_err(tb_err)?;
     let samples = dtrain.rows() as u64 * rounds as u64;
     let metrics = RunMetrics {
         run: run.clone(),
@@ -297,6 +293,15 @@ pub fn train_gbdt(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainRepo
             finished: true,
         },
     };
+    // The kept model's valid metrics under the deep runs' tags too (one
+    // point, at the best round; the per-round curves are `round/*`).
+    if let Some(v) = &metrics.valid {
+        tb.add_scalar("valid/auc", v.auc.unwrap_or(f64::NAN), best as i64)
+            .map_err(tb_err)?;
+        tb.add_scalar("valid/logloss", v.logloss, best as i64)
+            .map_err(tb_err)?;
+    }
+    tensorboard_finish(&mut tb, &metrics, best as i64).map_err(tb_err)?;
     write_json(&run_dir.join("metrics.json"), &metrics)?;
     Ok(TrainReport {
         run,
@@ -312,7 +317,6 @@ fn hparams(cfg: &GbdtExperiment) -> Vec<(String, HParamValue)> {
     let l = &cfg.lightgbm;
     let n = HParamValue::Number;
     vec![
-        ("model".into(), HParamValue::Text(LIGHTGBM.into())),
         ("learning_rate".into(), n(l.learning_rate)),
         ("num_leaves".into(), n(l.num_leaves as f64)),
         ("min_data_in_leaf".into(), n(l.min_data_in_leaf as f64)),
@@ -320,7 +324,6 @@ fn hparams(cfg: &GbdtExperiment) -> Vec<(String, HParamValue)> {
         ("bagging_fraction".into(), n(l.bagging_fraction)),
         ("lambda_l2".into(), n(l.lambda_l2)),
         ("cat_smooth".into(), n(l.cat_smooth)),
-        ("seed".into(), n(cfg.seed as f64)),
     ]
 }
 

@@ -30,8 +30,8 @@ use crate::metrics::{evaluate, BinnedAuc, Metrics};
 use crate::models::{CtrModel, InputShape};
 use crate::rng::Rng;
 use crate::run::{
-    git_commit, new_run_name, run_dirs, simulated_truth, EvalRecord, RunInfo, RunMetrics,
-    TrainOptions, TrainReport, TrainSummary, Truth,
+    git_commit, new_run_name, run_dirs, simulated_truth, tensorboard_finish, tensorboard_start,
+    EvalRecord, RunInfo, RunMetrics, TrainOptions, TrainReport, TrainSummary, Truth,
 };
 use crate::tensorboard::{EventWriter, HParamValue};
 
@@ -382,9 +382,13 @@ impl Trainer {
         };
         let mut tb = EventWriter::create(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
         if state.step == 0 {
-            tb.add_hparams(
-                &hparams(&cfg),
-                &["valid/auc", "valid/logloss", "test/auc", "test/logloss"],
+            tensorboard_start(
+                &mut tb,
+                cfg.model.kind().name(),
+                &cfg.data.path,
+                cfg.seed,
+                hparams(&cfg),
+                &cfg.to_toml(),
             )
             .map_err(|e| Error::io(tb.path().to_path_buf(), e))?;
         }
@@ -687,17 +691,9 @@ impl Trainer {
         let valid = eval(&self, Split::Valid)?;
         let test = eval(&self, Split::Test)?;
         let step = self.state.step as i64;
-        let tb_err = |e| Error::io(self.run_dir.clone(), e);
-        if let Some(t) = &test {
-            self.tb
-                .add_scalar("test/auc", t.auc.unwrap_or(f64::NAN), step)
-                .map_err(tb_err)?;
-            self.tb
-                .add_scalar("test/logloss", t.logloss, step)
-                .map_err(tb_err)?;
-        }
-        self.tb.end_hparams(true).map_err(tb_err)?;
-        self.tb.flush().map_err(tb_err)?;
+        let metrics = self.metrics(valid.clone(), test.clone());
+        tensorboard_finish(&mut self.tb, &metrics, step)
+            .map_err(|e| Error::io(self.run_dir.clone(), e))?;
         self.state.finished = true;
         write_json(&self.ckpt_dir.join("state.json"), &self.state)?;
         self.write_metrics(valid.clone(), test.clone())?;
@@ -759,11 +755,8 @@ impl Trainer {
 fn hparams(cfg: &ExperimentConfig) -> Vec<(String, HParamValue)> {
     let t = &cfg.train;
     let n = |x: f64| HParamValue::Number(x);
-    // The model's kind, then each of its own settings under its TOML key.
-    let mut out = vec![(
-        "model".to_string(),
-        HParamValue::Text(cfg.model.kind().name().into()),
-    )];
+    // The model's own settings under their TOML keys, then training's.
+    let mut out = Vec::new();
     for (key, value) in cfg.model.settings_table() {
         let value = match value {
             toml::Value::Integer(i) => n(i as f64),
@@ -790,7 +783,6 @@ fn hparams(cfg: &ExperimentConfig) -> Vec<(String, HParamValue)> {
         ("embedding_l1".into(), n(t.embedding_l1)),
         ("embedding_l2".into(), n(t.embedding_l2)),
         ("weight_decay".into(), n(t.weight_decay)),
-        ("seed".into(), n(cfg.seed as f64)),
     ]);
     out
 }

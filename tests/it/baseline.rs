@@ -70,7 +70,13 @@ fn a_lightgbm_run_has_the_deep_runs_layout_and_learns() {
         .find(|p| p.to_string_lossy().contains("tfevents"))
         .expect("a TensorBoard event file");
     let bytes = std::fs::read(events).unwrap();
-    for tag in ["valid/logloss", "train/loss", "test/auc", "num_leaves"] {
+    for tag in [
+        "round/valid_logloss",
+        "round/train_loss",
+        "valid/logloss",
+        "test/auc",
+        "num_leaves",
+    ] {
         assert!(
             bytes.windows(tag.len()).any(|w| w == tag.as_bytes()),
             "no {tag} in the events"

@@ -238,9 +238,18 @@ fn output_folders_are_in_the_tree() {
     for dir in ["runs", "checkpoints", "models"] {
         let readme = format!("{dir}/README.md");
         assert!(root.join(&readme).is_file(), "{readme}");
-        assert!(git(&["ls-files", "--error-unmatch", &readme]), "{readme} is not tracked");
-        assert!(!git(&["check-ignore", "-q", &readme]), "{readme} is ignored");
+        assert!(
+            git(&["ls-files", "--error-unmatch", &readme]),
+            "{readme} is not tracked"
+        );
+        assert!(
+            !git(&["check-ignore", "-q", &readme]),
+            "{readme} is ignored"
+        );
         let output = format!("{dir}/some-run/file");
-        assert!(git(&["check-ignore", "-q", &output]), "{output} is not ignored");
+        assert!(
+            git(&["check-ignore", "-q", &output]),
+            "{output} is not ignored"
+        );
     }
 }

@@ -97,11 +97,6 @@ except KeyError:
 
 content = ea.PluginTagToContent("hparams")
 out["hparams_tags"] = sorted(content)
-exp = hp_metadata.parse_experiment_plugin_data(content["_hparams_/experiment"])
-out["experiment"] = {
-    "hparams": [[h.name, api_pb2.DataType.Name(h.type)] for h in exp.hparam_infos],
-    "metrics": [[m.name.group, m.name.tag] for m in exp.metric_infos],
-}
 start = hp_metadata.parse_session_start_info_plugin_data(content["_hparams_/session_start_info"])
 vals = {}
 for k, val in start.hparams.items():
@@ -184,17 +179,13 @@ fn tensorboard_reads_what_the_writer_wrote() {
         ("batch_norm".to_string(), HParamValue::Bool(true)),
         ("embedding_dim".to_string(), HParamValue::from(16.0)),
     ];
-    w.add_hparams(&hparams, &["auc/valid", "loss/train"])
-        .unwrap();
-    events += 2;
+    w.add_hparams(&hparams).unwrap();
+    events += 1;
     let dup = vec![
         ("lr".to_string(), HParamValue::Number(0.1)),
         ("lr".to_string(), HParamValue::Number(0.2)),
     ];
-    assert!(
-        w.add_hparams(&dup, &[]).is_err(),
-        "duplicate names rejected"
-    );
+    assert!(w.add_hparams(&dup).is_err(), "duplicate names rejected");
     w.end_hparams(true).unwrap();
     events += 1;
     drop(w);
@@ -280,27 +271,11 @@ fn tensorboard_reads_what_the_writer_wrote() {
         "{plugins}"
     );
 
-    // Hparams: experiment, session start with the values, session end.
+    // Hparams: the session start with the values and the session end; no
+    // experiment summary (TensorBoard builds it from every run's sessions).
     assert_eq!(
         got["hparams_tags"],
-        serde_json::json!([
-            "_hparams_/experiment",
-            "_hparams_/session_end_info",
-            "_hparams_/session_start_info"
-        ])
-    );
-    assert_eq!(
-        got["experiment"]["hparams"],
-        serde_json::json!([
-            ["lr", "DATA_TYPE_FLOAT64"],
-            ["optimizer", "DATA_TYPE_STRING"],
-            ["batch_norm", "DATA_TYPE_BOOL"],
-            ["embedding_dim", "DATA_TYPE_FLOAT64"]
-        ])
-    );
-    assert_eq!(
-        got["experiment"]["metrics"],
-        serde_json::json!([["", "auc/valid"], ["", "loss/train"]])
+        serde_json::json!(["_hparams_/session_end_info", "_hparams_/session_start_info"])
     );
     assert_eq!(
         got["session_start"]["hparams"],
@@ -320,17 +295,175 @@ fn tensorboard_reads_what_the_writer_wrote() {
 fn a_failed_run_ends_its_session_as_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = EventWriter::create(dir.path()).unwrap();
-    w.add_hparams(&[("seed".to_string(), HParamValue::Number(7.0))], &[])
+    w.add_hparams(&[("seed".to_string(), HParamValue::Number(7.0))])
         .unwrap();
     w.end_hparams(false).unwrap();
     let path = w.path().to_path_buf();
     // Read while the writer is still open: add_hparams and end_hparams flush.
     let got = read_with_tensorboard(&path);
-    assert_eq!(got["records"], 4, "{got}");
+    assert_eq!(got["records"], 3, "{got}");
     assert_eq!(got["session_end"]["status"], "STATUS_FAILURE");
     assert_eq!(
         got["session_start"]["hparams"],
         serde_json::json!({"seed": ["number_value", 7.0]})
     );
     drop(w);
+}
+
+/// Starts the real TensorBoard server on a runs folder, waits until it has
+/// loaded both runs, and prints what its HTTP API answers as JSON.
+const SERVER_PROBE: &str = r#"
+import json, socket, subprocess, sys, time, urllib.request
+
+logdir, runs = sys.argv[1], int(sys.argv[2])
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+tb = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", logdir,
+                       "--host", "127.0.0.1", "--port", str(port), "--load_fast=false",
+                       "--reload_interval=1"],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+base = f"http://127.0.0.1:{port}"
+
+def get(path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data,
+                                 headers={"content-type": "application/json"})
+    return json.load(urllib.request.urlopen(req, timeout=10))
+
+try:
+    deadline, tags = time.time() + 90, {}
+    while time.time() < deadline:
+        try:
+            tags = get("/data/plugin/scalars/tags")
+            if len(tags) >= runs:
+                break
+        except OSError:
+            pass
+        time.sleep(0.5)
+    exp = get("/data/plugin/hparams/experiment", {"experimentName": ""})
+    groups = get("/data/plugin/hparams/session_groups", {
+        "experimentName": "",
+        "allowedStatuses": ["STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING", "STATUS_UNKNOWN"],
+        "colParams": [], "startIndex": 0, "sliceSize": 100})
+    print(json.dumps({
+        "tags": {run: sorted(t) for run, t in tags.items()},
+        "hparams": {h["name"]: h.get("differs", False) for h in exp["hparamInfos"]},
+        "metrics": sorted(m["name"]["tag"] for m in exp.get("metricInfos", [])),
+        "sessions": {g["name"]: {"hparams": g["hparams"],
+                                 "metrics": {m["name"]["tag"]: m["value"] for m in g["metricValues"]}}
+                     for g in groups["sessionGroups"]},
+    }))
+finally:
+    tb.terminate()
+    try:
+        tb.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        tb.kill()
+"#;
+
+/// A deep run and a LightGBM run side by side in the real TensorBoard: the
+/// HPARAMS experiment has both families' settings, the model kind (varying,
+/// so shown first) and the data set, and each run's session has its own
+/// settings and the metrics every family writes, the gap to the truth
+/// included; LightGBM's boosting rounds have their own tags, apart from the
+/// deep runs' optimizer steps.
+#[test]
+fn tensorboard_compares_runs_of_every_family() {
+    let _turn = common::lock();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    common::simulate_small(&data, 12_000, 5);
+    let lr = common::experiment(d.path(), &data, "lr", &["train.max_steps=30"]);
+    ctr_dl::train::train(&lr, &common::quiet("lr")).unwrap();
+    let text = format!(
+        "name = 'lightgbm'\n[data]\npath = '{}'\n[lightgbm]\nnum_leaves = 7\n\
+         num_rounds = 20\nthreads = 1\n{}",
+        data.display(),
+        common::output_section(d.path())
+    );
+    let gbdt = ctr_dl::gbdt::GbdtExperiment::parse(&text, Path::new("lightgbm.toml"), &[]).unwrap();
+    ctr_dl::gbdt::train(&gbdt, &common::quiet("lightgbm")).unwrap();
+
+    let runs = lr.output.runs.clone();
+    let out = Command::new(common::venv_python())
+        .args(["-c", SERVER_PROBE])
+        .arg(&runs)
+        .arg("2")
+        .output()
+        .expect("run python");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "TensorBoard probe failed:\n{stderr}");
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let sessions = got["sessions"].as_object().unwrap();
+    assert_eq!(sessions.len(), 2, "{got}");
+    let hparams = &got["hparams"];
+    // Both families' own settings, and what every run has.
+    for name in [
+        "model",
+        "data",
+        "seed",
+        "embedding_init_std",
+        "optimizer",
+        "num_leaves",
+        "learning_rate",
+    ] {
+        assert!(hparams.get(name).is_some(), "no `{name}` column: {got}");
+    }
+    assert_eq!(hparams["model"], true, "the model kind differs: {got}");
+    // LR has no MLP, cross layers or embedding size.
+    for name in ["mlp", "cross_layers", "embedding_dim"] {
+        assert!(hparams.get(name).is_none(), "`{name}` column: {got}");
+    }
+    let metrics: Vec<&str> = got["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    for m in [
+        "valid/auc",
+        "valid/logloss",
+        "best/valid_auc",
+        "best/valid_logloss",
+        "test/auc",
+        "test/logloss",
+        "test/gap_to_truth",
+    ] {
+        assert!(metrics.contains(&m), "no metric `{m}`: {got}");
+    }
+    for (name, s) in sessions {
+        let model = s["hparams"]["model"].as_str().unwrap();
+        assert!(name.starts_with(model), "{name}: {s}");
+        assert_eq!(
+            s["hparams"]["data"].as_str(),
+            Some(&*data.to_string_lossy()),
+            "{s}"
+        );
+        let own = if model == "lr" {
+            "embedding_init_std"
+        } else {
+            "num_leaves"
+        };
+        assert!(s["hparams"].get(own).is_some(), "{name}: {s}");
+        for m in [
+            "best/valid_auc",
+            "test/auc",
+            "test/gap_to_truth",
+            "valid/auc",
+        ] {
+            let v = s["metrics"][m].as_f64();
+            assert!(v.is_some_and(f64::is_finite), "{name}: no {m}: {s}");
+        }
+    }
+    // Boosting rounds are not plotted on the optimizer-step axis.
+    for (run, tags) in got["tags"].as_object().unwrap() {
+        let tags: Vec<&str> = tags
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t.as_str())
+            .collect();
+        let rounds = tags.iter().any(|t| t.starts_with("round/"));
+        assert_eq!(rounds, run.starts_with("lightgbm"), "{run}: {tags:?}");
+    }
 }
