@@ -55,6 +55,7 @@ pub struct SplitArgs {
 
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
+    /// The input's layout: a built-in schema, or `csv` with --schema.
     #[arg(long, value_enum)]
     pub format: InputFormat,
     /// Input files, plain or gzip; read in the order given.
@@ -76,7 +77,7 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// The longest input line accepted, in bytes: a longer one is an error
-    /// naming its line (the default, 1 MiB, is thousands of Criteo or Avazu lines).
+    /// naming its line (1 MiB is thousands of Criteo or Avazu lines).
     #[arg(long, default_value_t = crate::data::convert::DEFAULT_MAX_LINE_BYTES)]
     pub max_line_bytes: usize,
     /// Accept an input without rows (an empty file, a header alone) and a
@@ -98,6 +99,7 @@ pub struct SimulateArgs {
     /// Simulator config (default: the built-in configs/datasets/synthetic.toml values).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// What to write: Parquet shards, or a Criteo-layout TSV.
     #[arg(long, value_enum, default_value = "parquet")]
     pub format: SimFormat,
     #[command(flatten)]
@@ -114,6 +116,7 @@ pub struct EdaArgs {
     /// Top values listed per field.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// No progress bar even on a terminal.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -128,6 +131,7 @@ pub struct StatsArgs {
     /// Print stats.json to stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// No progress bar even on a terminal.
     #[arg(long)]
     pub quiet: bool,
 }

@@ -17,6 +17,7 @@ pub struct ReportArgs {
     /// The report directory (report.html, report.json, PNG figures); replaced if it exists.
     #[arg(long)]
     pub out: PathBuf,
+    /// The split scored: train, valid or test.
     #[arg(long, default_value = "test")]
     pub split: String,
     /// Confusion-matrix threshold [default: the split's observed CTR].
@@ -35,6 +36,7 @@ pub struct EvalArgs {
     /// A run directory (runs/<run>).
     #[arg(long)]
     pub run: PathBuf,
+    /// The split scored: train, valid or test.
     #[arg(long, default_value = "test")]
     pub split: String,
     /// cpu, cuda, cuda:N or auto.
@@ -47,12 +49,13 @@ pub struct EvalArgs {
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Run directories, or folders of runs (default: runs).
+    /// Run directories, or folders of runs.
     #[arg(default_values_os_t = [PathBuf::from("runs")])]
     pub runs: Vec<PathBuf>,
-    /// Sort by: test_auc (default), test_logloss, valid_auc, run.
+    /// Sort by: test_auc, test_logloss, valid_auc or run.
     #[arg(long, default_value = "test_auc")]
     pub sort: String,
+    /// Print the table as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -71,6 +74,7 @@ pub struct FeaturesArgs {
     /// Shuffles per input, for the spread of its importance.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Seed of the shuffles.
     #[arg(long, default_value_t = 2018)]
     pub seed: u64,
     /// Print field_importance.json to stdout instead of the table.

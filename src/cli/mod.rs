@@ -111,3 +111,37 @@ fn run_env() -> Result<()> {
     println!("{}", serde_json::to_string_pretty(&info)?);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is, once: a help text,
+    /// and its default only in clap's `[default: ..]`.
+    #[test]
+    fn every_argument_has_help() {
+        let mut missing = Vec::new();
+        let mut doubled = Vec::new();
+        let mut stack = vec![(String::from("ctr-dl"), super::Cli::command())];
+        while let Some((path, cmd)) = stack.pop() {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if help.trim().is_empty() {
+                    missing.push(format!("{path} {id}"));
+                }
+                if !arg.get_default_values().is_empty() && help.contains("default") {
+                    doubled.push(format!("{path} {id}: {help}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                stack.push((format!("{path} {}", sub.get_name()), sub.clone()));
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+        assert!(doubled.is_empty(), "default said twice: {doubled:#?}");
+    }
+}

@@ -34,6 +34,7 @@ pub struct TrainArgs {
     /// Experiment TOML; not needed with --resume.
     #[arg(long, required_unless_present = "resume")]
     pub config: Option<PathBuf>,
+    /// Override a config value: --set train.lr=1e-4 --set model.mlp=[200,200].
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub set: Vec<String>,
     /// Run name (default: the experiment name and the UTC time).
@@ -55,6 +56,7 @@ pub struct BaselineArgs {
     /// Experiment TOML with a `[lightgbm]` section, or `[model] kind = "lr"`.
     #[arg(long)]
     pub config: PathBuf,
+    /// Override a config value: --set train.lr=1e-4 --set model.mlp=[200,200].
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     pub set: Vec<String>,
     /// Run name (default: the experiment name and the UTC time).
@@ -173,7 +175,14 @@ fn print_summary(report: &crate::run::TrainReport) {
         );
         return;
     }
-    if m.model == crate::gbdt::LIGHTGBM {
+    if m.model == crate::gbdt::LIGHTGBM && t.steps == 0 {
+        println!(
+            "run {}: LightGBM grew no tree: no split of the train rows meets \
+             min_data_in_leaf and min_sum_hessian_in_leaf, so the model predicts the train \
+             click rate ({:.1}s)",
+            report.run, t.seconds
+        );
+    } else if m.model == crate::gbdt::LIGHTGBM {
         println!(
             "run {}: {} boosting rounds, {:.1}s{}",
             report.run,
@@ -214,7 +223,9 @@ fn print_summary(report: &crate::run::TrainReport) {
             );
         }
     };
-    if m.model == crate::gbdt::LIGHTGBM {
+    if m.model == crate::gbdt::LIGHTGBM && m.best_step == 0 {
+        println!("the model:");
+    } else if m.model == crate::gbdt::LIGHTGBM {
         println!("best at round {}:", m.best_step);
     } else {
         println!("best at step {} (epoch {}):", m.best_step, m.best_epoch);

@@ -540,6 +540,32 @@ fn read_chunks_inner(opts: &ReadOptions, tx: &Sender<ChunkItem>, seq: &mut u64) 
     Ok(())
 }
 
+/// The built-in formats whose delimiter splits `line` into as many fields as
+/// they have columns, as advice for a file given the wrong `--format`.
+fn fitting_formats(line: &[u8]) -> String {
+    let mut fields = Vec::new();
+    let fits: Vec<String> = crate::data::schema::BUILTIN
+        .iter()
+        .filter_map(|(name, _)| {
+            let s = DatasetSchema::builtin(name).ok()?;
+            split_fields(line, s.delimiter, &mut fields).ok()?;
+            (fields.len() == s.columns.len()).then(|| format!("--format {name}"))
+        })
+        .collect();
+    match fits.is_empty() {
+        true => "no built-in format fits: describe it with --format csv --schema FILE".into(),
+        false => format!("it fits {}", fits.join(" or ")),
+    }
+}
+
+/// `s` cut to `max` characters, with `...` when cut.
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 /// Match a header line's names to the schema's columns.
 fn header_positions(header: &[u8], schema: &DatasetSchema, path: &Path) -> Result<Vec<usize>> {
     let header = header.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(header);
@@ -557,19 +583,37 @@ fn header_positions(header: &[u8], schema: &DatasetSchema, path: &Path) -> Resul
     };
     split_fields(header, schema.delimiter, &mut fields)
         .map_err(|m| at(None, format!("header: {m}")))?;
+    if fields.len() != schema.columns.len() {
+        return Err(at(
+            None,
+            format!(
+                "the header has {} field(s) split on {:?}, schema `{}` has {} columns: \
+                 not this format's layout; {}",
+                fields.len(),
+                schema.delimiter as char,
+                schema.name,
+                schema.columns.len(),
+                fitting_formats(header)
+            ),
+        ));
+    }
     let mut positions = Vec::with_capacity(fields.len());
     let mut seen = vec![false; schema.columns.len()];
     for f in &fields {
         let name = String::from_utf8_lossy(f).trim().to_string();
-        let idx = schema.columns.iter().position(|c| c.name == name).ok_or_else(|| {
-            at(
-                Some(name.clone()),
-                format!(
-                    "header column `{name}` is not in schema `{}` (declare it, with type = \"skip\" to drop it)",
-                    schema.name
-                ),
-            )
-        })?;
+        let idx = schema
+            .columns
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| {
+                at(
+                    Some(clip(&name, 40)),
+                    format!(
+                        "not a column of schema `{}` (declare it, with type = \"skip\" to drop it)",
+                        schema.name
+                    ),
+                )
+            })?;
         if seen[idx] {
             return Err(at(Some(name), "header names this column twice".into()));
         }

@@ -149,7 +149,8 @@ impl DatasetSchema {
             path: PathBuf::from(path),
             message,
         };
-        let file: SchemaFile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let file: SchemaFile =
+            toml::from_str(text).map_err(|e| err(crate::error::did_you_mean(&e.to_string())))?;
         Self::resolve(file).map_err(err)
     }
 
@@ -290,6 +291,23 @@ mod tests {
         assert_eq!(a.columns.last().unwrap().name, "C21");
         assert_eq!(a.kept().count(), 23);
         assert_eq!(a.time_column().unwrap().format, Some(TimeFormat::Yymmddhh));
+    }
+
+    #[test]
+    fn a_mistyped_schema_key_gets_the_nearest() {
+        let text = "name='x'\ndelimeter=','\n[[columns]]\nname='a'\ntype='label'\n";
+        let e = DatasetSchema::parse(text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2") && e.contains("did you mean `delimiter`?"),
+            "{e}"
+        );
+        let text = "name='x'\n[[columns]]\nname='a'\ntpye='label'\n";
+        let e = DatasetSchema::parse(text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did you mean `type`?"), "{e}");
     }
 
     #[test]

@@ -156,6 +156,8 @@ impl Drop for ShardWriter {
 /// Writes the train, valid and test splits of a dataset concurrently.
 pub struct DatasetWriter {
     out: PathBuf,
+    /// `out` did not exist before: a failed write removes it too.
+    created: bool,
     senders: Vec<Sender<RecordBatch>>,
     handles: Vec<JoinHandle<Result<Vec<ShardInfo>>>>,
 }
@@ -257,7 +259,7 @@ fn write_marker(out: &Path) -> Result<()> {
 /// the shards are removed.
 pub fn commit(out: &Path, manifest: &DatasetManifest) -> Result<()> {
     if let Err(e) = interrupt::check().and_then(|()| manifest.save(out)) {
-        remove_shards(out);
+        remove_shards(out, false);
         return Err(e);
     }
     let _ = std::fs::remove_file(out.join(IN_PROGRESS_FILE));
@@ -276,6 +278,7 @@ impl DatasetWriter {
         if opts.shard_rows == 0 || opts.row_group_rows == 0 {
             return Err(Error::Invalid("--shard-rows must be positive".into()));
         }
+        let created = !out.exists();
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         prepare_output(out, overwrite)?;
         write_marker(out)?;
@@ -315,6 +318,7 @@ impl DatasetWriter {
         }
         Ok(DatasetWriter {
             out: out.to_path_buf(),
+            created,
             senders,
             handles,
         })
@@ -350,7 +354,7 @@ impl DatasetWriter {
             }
         }
         if let Some(e) = first_err {
-            remove_shards(&self.out);
+            remove_shards(&self.out, self.created);
             return Err(e);
         }
         let mut it = results.into_iter();
@@ -367,7 +371,7 @@ impl DatasetWriter {
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
-        remove_shards(&self.out);
+        remove_shards(&self.out, self.created);
     }
 }
 
@@ -380,19 +384,23 @@ impl Drop for DatasetWriter {
             for h in self.handles.drain(..) {
                 let _ = h.join();
             }
-            remove_shards(&self.out);
+            remove_shards(&self.out, self.created);
         }
     }
 }
 
 /// Remove what an unfinished write left in `out`: the split directories (with
 /// their temporary shards), temporary files and the in-progress marker.
-fn remove_shards(out: &Path) {
+fn remove_shards(out: &Path, created: bool) {
     for s in Split::ALL {
         let _ = std::fs::remove_dir_all(out.join(s.name()));
     }
     remove_temp_files(out);
     let _ = std::fs::remove_file(out.join(IN_PROGRESS_FILE));
+    if created {
+        // Only if empty: nothing but what this write made goes.
+        let _ = std::fs::remove_dir(out);
+    }
 }
 
 /// Temporary files of this layout's files ([`temp_path`] names), by any pid.

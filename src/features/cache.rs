@@ -162,6 +162,19 @@ pub fn prepare(
     config: &FeatureConfig,
     progress: bool,
 ) -> Result<EncodedDataset> {
+    if !data_dir.join(crate::data::manifest::MANIFEST_FILE).exists() {
+        return Err(Error::Invalid(format!(
+            "data.path {}: {}; make one with `ctr-dl convert` or `ctr-dl simulate`, \
+             or set data.path to one",
+            data_dir.display(),
+            if data_dir.is_dir() {
+                "not a dataset folder (no dataset.json: not a ctr-dl dataset, or its conversion \
+                 did not finish)"
+            } else {
+                "no such folder"
+            }
+        )));
+    }
     let key = cache_key(data_dir, config)?;
     let root = root
         .map(Path::to_path_buf)

@@ -222,8 +222,7 @@ fn d_seed() -> u64 {
 impl GbdtExperiment {
     /// Read a TOML file, apply `--set` overrides, validate.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| crate::error::Error::io(path, e))?;
-        Self::parse(&text, path, overrides)
+        Self::parse(&crate::train::config::read_config(path)?, path, overrides)
     }
 
     pub fn parse(text: &str, path: &Path, overrides: &[String]) -> Result<Self> {
@@ -242,7 +241,7 @@ impl GbdtExperiment {
 
 /// Whether an experiment file is a LightGBM one (it has `[lightgbm]`).
 pub fn is_gbdt_experiment(path: &Path) -> Result<bool> {
-    let text = std::fs::read_to_string(path).map_err(|e| crate::error::Error::io(path, e))?;
+    let text = crate::train::config::read_config(path)?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| crate::error::Error::Config {
         path: path.into(),
         message: e.to_string(),

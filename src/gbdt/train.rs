@@ -277,7 +277,8 @@ pub fn train_gbdt(cfg: &GbdtExperiment, opts: &TrainOptions) -> Result<TrainRepo
         run: run.clone(),
         model: LIGHTGBM.into(),
         evals,
-        best_step: best as u64,
+        // 0 when LightGBM grew no tree at all.
+        best_step: best_round as u64,
         best_epoch: 0,
         truth: Truth::of(test_m.as_ref(), simulated_truth(&cfg.data.path)),
         valid: valid_m,

@@ -301,8 +301,7 @@ fn d_seed() -> u64 {
 impl ExperimentConfig {
     /// Read a TOML file, apply `--set` overrides, validate.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::parse(&text, path, overrides)
+        Self::parse(&read_config(path)?, path, overrides)
     }
 
     /// Parse TOML text (`path` names it in errors).
@@ -315,7 +314,7 @@ impl ExperimentConfig {
     /// are not the run's model's are dropped (a user's experiment file gets
     /// an error for them instead).
     pub fn load_saved(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = read_config(path)?;
         let err = |message: String| Error::Config {
             path: path.into(),
             message,
@@ -326,7 +325,7 @@ impl ExperimentConfig {
             *model = own.settings_table();
             model.insert("kind".into(), own.kind().name().into());
         }
-        parse_experiment_table(table, path, &[], ExperimentConfig::validate)
+        parse_experiment_table(table, None, path, &[], ExperimentConfig::validate)
     }
 
     pub fn validate(&self) -> std::result::Result<(), String> {
@@ -364,6 +363,12 @@ impl ExperimentConfig {
     }
 }
 
+/// The text of an experiment file; a missing one is an error that says it
+/// is the experiment config.
+pub fn read_config(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e).context("experiment config"))
+}
+
 /// Parse an experiment's TOML text, apply `--set` overrides, then `validate`
 /// (`path` names the file in errors).
 pub fn parse_experiment<T: serde::de::DeserializeOwned>(
@@ -376,12 +381,13 @@ pub fn parse_experiment<T: serde::de::DeserializeOwned>(
         path: path.into(),
         message: e.to_string(),
     })?;
-    parse_experiment_table(value, path, overrides, validate)
+    parse_experiment_table(value, Some(text), path, overrides, validate)
 }
 
 /// [`parse_experiment`] of a table already read.
 fn parse_experiment_table<T: serde::de::DeserializeOwned>(
     mut value: toml::Table,
+    text: Option<&str>,
     path: &Path,
     overrides: &[String],
     validate: impl Fn(&T) -> std::result::Result<(), String>,
@@ -393,11 +399,35 @@ fn parse_experiment_table<T: serde::de::DeserializeOwned>(
     for o in overrides {
         apply_override(&mut value, o).map_err(err)?;
     }
-    let cfg: T = toml::Value::Table(value)
-        .try_into()
-        .map_err(|e: toml::de::Error| err(e.to_string()))?;
+    // Straight from the text, a mistake has its line and column; with
+    // overrides, the table they changed is all there is.
+    let parsed: std::result::Result<T, toml::de::Error> = match text {
+        Some(text) if overrides.is_empty() => toml::from_str(text),
+        _ => toml::Value::Table(value).try_into(),
+    };
+    let cfg = parsed.map_err(|e| explain(&e.to_string(), path, overrides))?;
     validate(&cfg).map_err(err)?;
     Ok(cfg)
+}
+
+/// The error of a configuration that does not parse: a mistyped key gets
+/// the nearest key it may have meant, and is blamed on the `--set` that
+/// brought it when the file does not hold it.
+fn explain(message: &str, path: &Path, overrides: &[String]) -> Error {
+    let message = crate::error::did_you_mean(message);
+    let from_set = crate::error::unknown_key(&message).and_then(|key| {
+        overrides.iter().find(|o| {
+            o.split_once('=')
+                .is_some_and(|(k, _)| k.trim().rsplit('.').next() == Some(key))
+        })
+    });
+    match from_set {
+        Some(o) => Error::Invalid(format!("--set {o} (over {}): {message}", path.display())),
+        None => Error::Config {
+            path: path.into(),
+            message,
+        },
+    }
 }
 
 /// An experiment name is the prefix of run directories: no slashes.
@@ -508,6 +538,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("section.key=value"), "{e}");
+    }
+
+    /// A mistyped key: a `--set` is named as the cause (the file does not
+    /// hold it), a key in the file gets its line, and both get the key they
+    /// were near.
+    #[test]
+    fn typos_name_their_set_or_line_and_the_nearest_key() {
+        let e = ExperimentConfig::parse(MIN, Path::new("x.toml"), &["model.embeding_dim=8".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--set model.embeding_dim=8 (over x.toml)"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `embedding_dim`?"), "{e}");
+        let e = ExperimentConfig::parse(MIN, Path::new("x.toml"), &["train.batchsize=8".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--set train.batchsize=8") && e.contains("`batch_size`"),
+            "{e}"
+        );
+        let text = format!("{MIN}[train]\nlr = 0.01\nbatchsize = 64\n");
+        let e = ExperimentConfig::parse(&text, Path::new("x.toml"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("config x.toml") && e.contains("line 8"), "{e}");
+        assert!(e.contains("did you mean `batch_size`?"), "{e}");
+        // Nothing near: no guess.
+        let e = ExperimentConfig::parse(MIN, Path::new("x.toml"), &["train.zzzzzzzzz=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("did you mean"), "{e}");
     }
 
     #[test]

@@ -429,7 +429,9 @@ impl Trainer {
         let (mut loss_sum, mut loss_n) = (0f64, 0u64);
         let (mut window_sum, mut window_n) = (0f64, 0u64);
         reseed(self.cfg.seed, self.state.step);
-        while self.state.epoch < c.epochs && !self.state.stopped_early {
+        // Patience ran out, or `max_steps` is reached (not an early stop).
+        let done = |s: &RunState| s.stopped_early || (c.max_steps > 0 && s.step >= c.max_steps);
+        while self.state.epoch < c.epochs && !done(&self.state) {
             let loader = Loader::new(
                 &self.ds,
                 Split::Train,
@@ -487,10 +489,7 @@ impl Trainer {
                 if (c.eval_every > 0 && self.state.step % c.eval_every == 0) || at_max {
                     self.evaluate_and_checkpoint(loss_sum / loss_n.max(1) as f64)?;
                     (loss_sum, loss_n) = (0.0, 0);
-                    if at_max {
-                        self.state.stopped_early = self.state.stopped_early || at_max;
-                    }
-                    if self.state.stopped_early {
+                    if done(&self.state) {
                         break;
                     }
                 }
@@ -505,7 +504,7 @@ impl Trainer {
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            if self.state.stopped_early {
+            if done(&self.state) {
                 break;
             }
             self.state.epoch += 1;

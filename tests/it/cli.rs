@@ -253,3 +253,95 @@ fn output_folders_are_in_the_tree() {
         );
     }
 }
+
+/// The mistakes a new user makes first get errors that say what to do.
+#[test]
+fn first_mistakes_say_what_to_do() {
+    let d = tempfile::tempdir().unwrap();
+    let stderr = |o: std::process::Output| {
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    // A missing experiment file says it is the experiment config.
+    let e = stderr(
+        ctr_dl()
+            .args(["train", "--config"])
+            .arg(d.path().join("nope.toml"))
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        e.contains("experiment config") && e.contains("nope.toml"),
+        "{e}"
+    );
+    // A data path that is not a dataset names data.path and how to make one.
+    let e = stderr(
+        ctr_dl()
+            .args(["train", "--config"])
+            .arg(common::repo("experiments/lr.toml"))
+            .arg("--set")
+            .arg(format!("data.path=\"{}\"", d.path().join("none").display()))
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        e.contains("data.path") && e.contains("ctr-dl convert") && e.contains("no such folder"),
+        "{e}"
+    );
+    // A Criteo file given as Avazu: the field count, and the formats that fit;
+    // the line is not printed, and the output folder it made is gone.
+    let out = d.path().join("out");
+    let e = stderr(
+        ctr_dl()
+            .args(["convert", "--format", "avazu", "--input"])
+            .arg(common::shared("criteo/train_1k.txt"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        e.contains("schema `avazu` has 24 columns") && e.contains("it fits --format criteo"),
+        "{e}"
+    );
+    assert!(!e.contains("68fd1e64"), "the line is printed: {e}");
+    assert!(!out.exists(), "a failed convert left {}", out.display());
+}
+
+/// LightGBM on rows too few to split says it grew no tree, not "0 boosting
+/// rounds ... best at round 1".
+#[test]
+fn lightgbm_without_a_tree_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("tiny");
+    let o = ctr_dl()
+        .args(["simulate", "--rows", "300", "--quiet", "--out"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ctr_dl()
+        .args(["baseline", "--quiet", "--config"])
+        .arg(common::repo("experiments/lightgbm.toml"))
+        .arg("--set")
+        .arg(format!("data.path=\"{}\"", data.display()))
+        .arg("--set")
+        .arg(format!(
+            "output.runs=\"{}\"",
+            d.path().join("runs").display()
+        ))
+        .arg("--set")
+        .arg(format!(
+            "output.checkpoints=\"{}\"",
+            d.path().join("ck").display()
+        ))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("LightGBM grew no tree"), "{out}");
+    assert!(
+        !out.contains("0 boosting rounds") && !out.contains("best at round"),
+        "{out}"
+    );
+}

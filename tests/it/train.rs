@@ -267,3 +267,16 @@ fn shipped_experiments_are_valid() {
     }
     assert_eq!((deep, gbdt), (27, 3));
 }
+
+/// Reaching `train.max_steps` ends a run, but is not an early stop.
+#[test]
+fn max_steps_is_not_an_early_stop() {
+    let _turn = lock();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    simulate_small(&data, 12_000, 3);
+    let cfg = config(d.path(), &data, "lr", &["train.max_steps=7"]);
+    let m = train(&cfg, &quiet("max")).unwrap().metrics;
+    assert_eq!(m.train.steps, 7);
+    assert!(m.train.finished && !m.train.stopped_early, "{:?}", m.train);
+}

@@ -7,6 +7,11 @@ use arrow::compute::concat_batches;
 use ctr_dl::data::reader::{ReaderOptions, ShardReader};
 use ctr_dl::data::writer::Split;
 
+/// A file of this repository (`experiments/lr.toml`).
+pub fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
 /// A file of the shared real-data samples (`../shared/data` beside the repo).
 pub fn shared(rel: &str) -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
