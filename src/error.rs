@@ -175,6 +175,45 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A serde or ctr-dl message about an unknown key (`unknown field `x`,
+/// expected one of `a`, `b``, or a model's `has no setting `x` ... settings:
+/// a, b`), with a line `did you mean `y`?` added when one of the keys it lists is
+/// within a typo of `x`. Other messages come back as they are.
+pub fn did_you_mean(message: &str) -> String {
+    let Some(key) = unknown_key(message) else {
+        return message.to_string();
+    };
+    let listed: Vec<&str> = if let Some((_, rest)) = message.split_once("expected one of ") {
+        rest.split('`').skip(1).step_by(2).collect()
+    } else if let Some((_, rest)) = message.rsplit_once("settings: ") {
+        rest.split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let best = listed
+        .into_iter()
+        .filter(|&c| c != key)
+        .map(|c| (strsim::damerau_levenshtein(key, c), c))
+        .min();
+    match best {
+        Some((d, c)) if d <= 2.max(key.len() / 4) => {
+            format!("{}\ndid you mean `{c}`?", message.trim_end())
+        }
+        _ => message.to_string(),
+    }
+}
+
+/// The key an unknown-key message is about.
+pub fn unknown_key(message: &str) -> Option<&str> {
+    ["unknown field `", "has no setting `", "unknown variant `"]
+        .iter()
+        .find_map(|p| message.split_once(p))
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(key, _)| key)
+}
+
 #[cfg(test)]
 mod tests {
     use std::error::Error as _;
@@ -218,43 +257,4 @@ mod tests {
         assert_eq!(e.to_string(), "outer: inner");
         assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("inner"));
     }
-}
-
-/// A serde or ctr-dl message about an unknown key (`unknown field `x`,
-/// expected one of `a`, `b``, or a model's `has no setting `x` ... settings:
-/// a, b`), with a line `did you mean `y`?` added when one of the keys it lists is
-/// within a typo of `x`. Other messages come back as they are.
-pub fn did_you_mean(message: &str) -> String {
-    let Some(key) = unknown_key(message) else {
-        return message.to_string();
-    };
-    let listed: Vec<&str> = if let Some((_, rest)) = message.split_once("expected one of ") {
-        rest.split('`').skip(1).step_by(2).collect()
-    } else if let Some((_, rest)) = message.rsplit_once("settings: ") {
-        rest.split(|c: char| c == ',' || c.is_whitespace())
-            .filter(|s| !s.is_empty())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let best = listed
-        .into_iter()
-        .filter(|&c| c != key)
-        .map(|c| (strsim::damerau_levenshtein(key, c), c))
-        .min();
-    match best {
-        Some((d, c)) if d <= 2.max(key.len() / 4) => {
-            format!("{}\ndid you mean `{c}`?", message.trim_end())
-        }
-        _ => message.to_string(),
-    }
-}
-
-/// The key an unknown-key message is about.
-pub fn unknown_key(message: &str) -> Option<&str> {
-    ["unknown field `", "has no setting `", "unknown variant `"]
-        .iter()
-        .find_map(|p| message.split_once(p))
-        .and_then(|(_, rest)| rest.split_once('`'))
-        .map(|(key, _)| key)
 }
