@@ -57,6 +57,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Export a run's best weights as a TorchScript bundle (model.pt, features.json, metadata.json).
     Export(ExportArgs),
+    /// Score a dataset offline with a bundle or run: one Parquet file of probabilities.
+    Predict(PredictArgs),
     /// Serve model bundles over HTTP: /predict_ctr, /batch_predict, /health, /model_info, /metrics.
     Serve(ServeArgs),
     /// Show the libtorch this binary runs on, its threads and CUDA devices.
@@ -100,6 +102,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Compare(a) => eval::run_compare(a),
         Command::Report(a) => eval::run_report(a),
         Command::Export(a) => serve::run_export(a),
+        Command::Predict(a) => serve::run_predict(a),
         Command::Serve(a) => serve::run_serve(a),
         Command::Env => run_env(),
     }

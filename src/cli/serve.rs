@@ -1,4 +1,5 @@
-//! `export` (a run into a model bundle) and `serve` (bundles over HTTP).
+//! `export` (a run into a model bundle), `predict` (a bundle or run over a
+//! dataset, offline) and `serve` (bundles over HTTP).
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -21,6 +22,42 @@ pub struct ExportArgs {
     /// Replace an existing bundle directory.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("model").required(true).args(["bundle", "run"])))]
+pub struct PredictArgs {
+    /// A bundle directory (models/<name>/<version>), scored as `serve` would.
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+    /// A run directory (runs/<run>), exported to a temporary bundle first.
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// A dataset folder (dataset.json), a Parquet shard, or a folder of shards.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Of a dataset folder, score only this split (train, valid or test;
+    /// repeatable) [default: all].
+    #[arg(long)]
+    pub split: Vec<String>,
+    /// The Parquet file written: the kept columns, then `probability`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// An input column copied into the output (an id, the label; repeatable).
+    #[arg(long)]
+    pub keep: Vec<String>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Rows read, encoded and scored at a time.
+    #[arg(long, default_value_t = 16_384)]
+    pub batch_size: usize,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No progress bar even on a terminal.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -83,6 +120,37 @@ pub(super) fn run_serve(a: ServeArgs) -> Result<()> {
         c.history_dir = v;
     }
     crate::serve::serve(c)?;
+    Ok(())
+}
+
+pub(super) fn run_predict(a: PredictArgs) -> Result<()> {
+    use std::io::IsTerminal;
+    let opts = crate::serve::PredictOptions {
+        bundle: a.bundle,
+        run: a.run,
+        input: a.input.clone(),
+        splits: a
+            .split
+            .iter()
+            .map(|s| crate::data::writer::Split::parse(s))
+            .collect::<crate::error::Result<_>>()?,
+        out: a.out,
+        keep: a.keep,
+        device: crate::device::resolve_device(&a.device).map_err(anyhow::Error::msg)?,
+        batch_size: a.batch_size,
+        overwrite: a.overwrite,
+        progress: !a.quiet && std::io::stderr().is_terminal(),
+    };
+    let r =
+        crate::serve::predict(&opts).with_context(|| format!("scoring {}", a.input.display()))?;
+    println!(
+        "scored {} rows with {} in {:.1}s ({:.0} rows/s) into {}",
+        r.rows,
+        r.model,
+        r.seconds,
+        r.rows as f64 / r.seconds.max(1e-9),
+        r.out.display()
+    );
     Ok(())
 }
 

@@ -360,6 +360,14 @@ impl HistoryState {
         Ok((HistoryState { maps }, seq))
     }
 
+    /// The time (ms) of the latest impression counted, if any.
+    pub fn latest(&self) -> Option<i64> {
+        self.maps
+            .iter()
+            .flat_map(|m| m.values().filter_map(|c| c.last_imp))
+            .max()
+    }
+
     /// A row's inputs at time `t` (ms) from what came before: `spec.width()`
     /// values into `out`.
     pub fn read(&self, spec: &HistorySpec, hashes: &[u64], t: i64, out: &mut [f32]) {

@@ -254,6 +254,31 @@ impl FeatureMap {
     /// Encode a record batch of raw columns (a shard batch). The label column
     /// must be present; labels are 0 or 1.
     pub fn encode_batch(&self, batch: &RecordBatch) -> Result<Encoded> {
+        let mut out = self.encode_inputs(batch)?;
+        let n = out.rows;
+        let label = batch
+            .column_by_name(&self.label)
+            .and_then(|c| c.as_any().downcast_ref::<Int8Array>())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "the batch has no Int8 label column `{}`",
+                    self.label
+                ))
+            })?;
+        out.labels.extend((0..n).map(|r| {
+            if label.is_valid(r) && label.value(r) != 0 {
+                1.0
+            } else {
+                0.0
+            }
+        }));
+        Ok(out)
+    }
+
+    /// Encode the inputs of a record batch of raw columns, labels or not
+    /// (`labels` stays empty). History inputs are zero: they come from
+    /// counters, not from the row.
+    pub fn encode_inputs(&self, batch: &RecordBatch) -> Result<Encoded> {
         let n = batch.num_rows();
         let (nf, nd) = (self.num_fields(), self.num_dense());
         let mut out = Encoded {
@@ -299,22 +324,6 @@ impl FeatureMap {
                 }
             }
         }
-        let label = batch
-            .column_by_name(&self.label)
-            .and_then(|c| c.as_any().downcast_ref::<Int8Array>())
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "the batch has no Int8 label column `{}`",
-                    self.label
-                ))
-            })?;
-        out.labels.extend((0..n).map(|r| {
-            if label.is_valid(r) && label.value(r) != 0 {
-                1.0
-            } else {
-                0.0
-            }
-        }));
         Ok(out)
     }
 

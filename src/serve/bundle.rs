@@ -144,6 +144,44 @@ impl Bundle {
         Ok((ids, dense))
     }
 
+    /// Validate and encode a batch of raw rows (Parquet columns named as the
+    /// model's): what `predict` scores. History inputs are read from the live
+    /// counters at each row's time (its time column, else now), as a request
+    /// would read them; nothing is added to them.
+    pub fn encode_batch(&self, batch: &arrow::array::RecordBatch) -> Result<(Vec<i32>, Vec<f32>)> {
+        let mut e = self.map.encode_inputs(batch)?;
+        if let Some(h) = &self.history {
+            let (nd, at, w) = (
+                self.map.num_dense(),
+                self.map.history_offset(),
+                h.spec.width(),
+            );
+            let cols = h
+                .spec
+                .columns()
+                .into_iter()
+                .map(|c| Ok((c.clone(), crate::features::raw::view(batch, &c)?)))
+                .collect::<Result<Vec<_>>>()?;
+            for r in 0..e.rows {
+                let get = |c: &str| {
+                    cols.iter()
+                        .find(|(n, _)| n == c)
+                        .map_or(RawValue::Missing, |(_, v)| v.get(r))
+                };
+                let t = match get(&h.spec.time_column) {
+                    RawValue::TimeMs(t) => t,
+                    _ => now_ms(),
+                };
+                h.read(
+                    &h.hashes(get),
+                    t,
+                    &mut e.dense[r * nd + at..r * nd + at + w],
+                )?;
+            }
+        }
+        Ok((e.ids, e.dense))
+    }
+
     /// One `/feedback` event for this model's counters: its key hashes, time
     /// (the time column, else now) and `clicked` (0/1 or a boolean).
     pub fn feedback_event(

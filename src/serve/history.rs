@@ -284,6 +284,11 @@ impl OnlineHistory {
         })
     }
 
+    /// The time (ms) of the latest impression the counters hold, if any.
+    pub fn latest(&self) -> Result<Option<i64>> {
+        Ok(self.counters.read().map_err(|_| lock_err())?.latest())
+    }
+
     /// A request's key hashes from its raw values.
     pub fn hashes<'a>(&self, get: impl Fn(&str) -> RawValue<'a>) -> Vec<u64> {
         let mut h = Vec::with_capacity(self.spec.keys.len());

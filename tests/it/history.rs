@@ -398,3 +398,129 @@ fn feedback_moves_the_counters_and_a_restart_keeps_them() {
     assert!(err.contains("no model bundle could be loaded"), "{err}");
     assert_eq!(std::fs::read(own.join(STATE_FILE)).unwrap(), kept);
 }
+
+/// `predict` scores data that comes after the model's with the counters a
+/// server starts from: the probabilities the server answers (no feedback in
+/// between), from a bundle or from its run; rows the counters already hold
+/// (the model's own data) are refused, since their history would hold their
+/// own clicks.
+#[test]
+fn predict_scores_later_traffic_as_the_server_does() {
+    use ctr_dl::serve::{predict, PredictOptions};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let _turn = lock();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    simulate_small(&data, 8_000, 61);
+    let bundle = history_bundle(d.path(), &data);
+    // The same world's traffic of a later week.
+    let later = d.path().join("later");
+    let config = ctr_dl::data::simulate::SimConfig {
+        start: "2026-03-02T00:00:00Z".into(),
+        ..common::small_world()
+    };
+    common::simulate_into(
+        &later,
+        2_000,
+        61,
+        config,
+        ctr_dl::data::split::SplitMode::Random,
+    );
+    let opts = PredictOptions {
+        bundle: Some(bundle.clone()),
+        run: None,
+        input: later.clone(),
+        splits: vec![Split::Test],
+        out: d.path().join("p.parquet"),
+        keep: vec!["user_id".into(), "clicked".into()],
+        device: tch::Device::Cpu,
+        batch_size: 64,
+        overwrite: false,
+        progress: false,
+    };
+    let read = |path: &Path| -> (Vec<f64>, Vec<String>) {
+        let f = std::fs::File::open(path).unwrap();
+        let mut p = Vec::new();
+        let mut users = Vec::new();
+        for b in ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let b = b.unwrap();
+            assert_eq!(b.schema().field(2).name(), "probability");
+            let prob = b
+                .column(2)
+                .as_any()
+                .downcast_ref::<arrow::array::Float64Array>();
+            p.extend(prob.unwrap().values().iter());
+            let u = common::col::<StringArray>(&b, "user_id");
+            users.extend((0..b.num_rows()).map(|r| u.value(r).to_string()));
+        }
+        (p, users)
+    };
+    let r = predict(&opts).unwrap();
+    let (got, users) = read(&opts.out);
+    let test = read_split(&later, Split::Test);
+    assert_eq!(
+        (r.rows as usize, got.len()),
+        (test.num_rows(), test.num_rows())
+    );
+    let want_users = common::col::<StringArray>(&test, "user_id");
+    assert!(users
+        .iter()
+        .enumerate()
+        .all(|(i, u)| u == want_users.value(i)));
+
+    // The server, fresh from the same bundle, on the same rows.
+    let models = bundle.parent().unwrap().parent().unwrap();
+    let (_server, c) = client(models, &d.path().join("history"));
+    let (status, v) = post(
+        &c,
+        "/batch_predict",
+        &json!({ "instances": request_rows(&test) }),
+    );
+    assert_eq!(status, 200, "{v}");
+    let served: Vec<f64> = v["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    let worst = got
+        .iter()
+        .zip(&served)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst <= 1e-6, "predict vs served: {worst}");
+
+    // From the run: exported on the way, the same probabilities.
+    let run = PredictOptions {
+        bundle: None,
+        run: Some(
+            d.path().join("runs").join(
+                std::fs::read_dir(d.path().join("runs"))
+                    .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap()
+                    .file_name(),
+            ),
+        ),
+        out: d.path().join("q.parquet"),
+        ..opts.clone()
+    };
+    predict(&run).unwrap();
+    assert_eq!(read(&run.out).0, got);
+
+    // The model's own data: refused, and no output left.
+    let own = PredictOptions {
+        input: data.clone(),
+        out: d.path().join("own.parquet"),
+        ..opts.clone()
+    };
+    let e = predict(&own).unwrap_err().to_string();
+    assert!(e.contains("would leak its click"), "{e}");
+    assert!(!own.out.exists());
+}

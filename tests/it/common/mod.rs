@@ -120,21 +120,25 @@ pub fn simulate_into(
 /// A small simulated dataset (a world small enough that 40k rows teach a model
 /// something) written to `out`.
 pub fn simulate_small(out: &Path, rows: u64, seed: u64) {
-    let config = ctr_dl::data::simulate::SimConfig {
+    simulate_into(
+        out,
+        rows,
+        seed,
+        small_world(),
+        ctr_dl::data::split::SplitMode::Random,
+    );
+}
+
+/// The simulator's world of [`simulate_small`]: few users, ads and sites.
+pub fn small_world() -> ctr_dl::data::simulate::SimConfig {
+    ctr_dl::data::simulate::SimConfig {
         users: 2_000,
         ads: 300,
         campaigns: 100,
         advertisers: 40,
         sites: 100,
         ..Default::default()
-    };
-    simulate_into(
-        out,
-        rows,
-        seed,
-        config,
-        ctr_dl::data::split::SplitMode::Random,
-    );
+    }
 }
 
 /// libtorch's random generator is global to the process: tests that train
