@@ -186,6 +186,7 @@ pub(super) fn run_compare(a: CompareArgs) -> Result<()> {
         "run" => rows.sort_by(|a, b| a.run.cmp(&b.run)),
         other => bail!("--sort {other}: expected test_auc, test_logloss, valid_auc or run"),
     }
+    crate::eval::compare::group_by_data(&mut rows);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {

@@ -43,6 +43,8 @@ pub struct RunRow {
     pub dir: PathBuf,
     pub model: String,
     pub settings: String,
+    /// The dataset folder the run trained on (`data.path`).
+    pub data: PathBuf,
     pub valid_auc: Option<f64>,
     pub valid_logloss: Option<f64>,
     pub test_auc: Option<f64>,
@@ -103,6 +105,7 @@ pub fn compare(paths: &[PathBuf]) -> Result<Vec<RunRow>> {
             };
             Ok(RunRow {
                 run: info.run,
+                data: info.data,
                 dir,
                 model: info.model,
                 settings,
@@ -137,8 +140,44 @@ fn deep_settings(cfg: &ExperimentConfig) -> String {
     settings + &format!(" bs {}", t.batch_size)
 }
 
-/// The table as text.
+/// Group `rows` by data set, keeping their order within each: runs are
+/// ranked against runs on the same data only.
+pub fn group_by_data(rows: &mut [RunRow]) {
+    let mut first: Vec<PathBuf> = Vec::new();
+    for r in rows.iter() {
+        if !first.contains(&r.data) {
+            first.push(r.data.clone());
+        }
+    }
+    rows.sort_by_key(|r| first.iter().position(|d| *d == r.data));
+}
+
+/// The table as text: the data set above it (a column, and a warning, when
+/// the runs are on more than one), and what `gap` is below it.
 pub fn render(rows: &[RunRow]) -> String {
+    let mut sets: Vec<&Path> = rows.iter().map(|r| r.data.as_path()).collect();
+    sets.sort();
+    sets.dedup();
+    let mut head = match sets.as_slice() {
+        [] => String::new(),
+        [one] => format!("data: {}\n", one.display()),
+        many => format!(
+            "warning: these runs are on {} data sets, whose metrics do not compare; \
+             each data set's runs are ranked apart, its folder in the `data` column\n",
+            many.len()
+        ),
+    };
+    let table = render_table(rows, sets.len() > 1);
+    head += &table;
+    head += if rows.iter().any(|r| r.gap.is_some()) {
+        "gap: test log loss minus the true click probability's (simulated data only; - elsewhere)\n"
+    } else {
+        "gap: - (the distance from the true click probability, known on simulated data only)\n"
+    };
+    head
+}
+
+fn render_table(rows: &[RunRow], with_data: bool) -> String {
     let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.5}"));
     // The text columns are as wide as their longest value.
     let width = |head: &str, cell: fn(&RunRow) -> &str| {
@@ -151,8 +190,18 @@ pub fn render(rows: &[RunRow]) -> String {
         width("model", |r| &r.model),
         width("settings", |r| &r.settings),
     );
+    let data = |r: Option<&RunRow>| match (with_data, r) {
+        (false, _) => String::new(),
+        (true, None) => "data  ".into(),
+        (true, Some(r)) => format!("{}  ", r.data.display()),
+    };
+    let wd = rows
+        .iter()
+        .map(|r| data(Some(r)).chars().count())
+        .fold(data(None).len(), usize::max);
     let mut out = format!(
-        "{:<wr$} {:<wm$} {:<ws$} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}\n",
+        "{:<wd$}{:<wr$} {:<wm$} {:<ws$} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}\n",
+        data(None),
         "run",
         "model",
         "settings",
@@ -166,7 +215,8 @@ pub fn render(rows: &[RunRow]) -> String {
     );
     for r in rows {
         out += &format!(
-            "{:<wr$} {:<wm$} {:<ws$} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8.1} {:>9.0}{}\n",
+            "{:<wd$}{:<wr$} {:<wm$} {:<ws$} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8.1} {:>9.0}{}\n",
+            data(Some(r)),
             r.run,
             r.model,
             r.settings,
@@ -186,6 +236,55 @@ pub fn render(rows: &[RunRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs on different data are ranked apart, with a warning and their
+    /// folder; runs on one data set name it once; `gap` says what it is.
+    #[test]
+    fn runs_on_different_data_are_not_ranked_together() {
+        let row = |run: &str, data: &str, auc: f64, gap: Option<f64>| RunRow {
+            run: run.into(),
+            dir: PathBuf::from(run),
+            model: "lr".into(),
+            settings: String::new(),
+            data: PathBuf::from(data),
+            valid_auc: None,
+            valid_logloss: None,
+            test_auc: Some(auc),
+            test_logloss: None,
+            gap,
+            steps: 1,
+            seconds: 1.0,
+            samples_per_sec: 1.0,
+            finished: true,
+        };
+        // Sorted by test AUC: a, b (criteo), c.
+        let mut rows = vec![
+            row("a", "sim", 0.80, Some(0.01)),
+            row("b", "criteo", 0.79, None),
+            row("c", "sim", 0.70, Some(0.02)),
+        ];
+        group_by_data(&mut rows);
+        let order: Vec<&str> = rows.iter().map(|r| r.run.as_str()).collect();
+        assert_eq!(order, ["a", "c", "b"]);
+        let text = render(&rows);
+        assert!(
+            text.starts_with("warning: these runs are on 2 data sets"),
+            "{text}"
+        );
+        assert!(text.lines().nth(1).unwrap().starts_with("data "), "{text}");
+        assert!(
+            text.lines().nth(4).unwrap().starts_with("criteo "),
+            "{text}"
+        );
+        assert!(text.contains("gap: test log loss minus"), "{text}");
+        let one = render(&rows[..2]);
+        assert!(
+            one.starts_with("data: sim\n") && !one.contains("warning"),
+            "{one}"
+        );
+        let none = render(&rows[2..]);
+        assert!(none.contains("gap: - (the distance"), "{none}");
+    }
 
     #[test]
     fn deep_settings_name_a_separate_embedding_rate() {
