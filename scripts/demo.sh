@@ -58,7 +58,7 @@ $bin export --run "runs/$run"
 
 echo "== serve it and ask for one prediction"
 port=${PORT:-8765}
-$bin serve --models models --port "$port" --workers 1 > "$out/serve.log" 2>&1 &
+$bin serve --models models --port "$port" --workers 1 --quiet > "$out/serve.log" 2>&1 &
 server=$!
 python3 - "$port" <<'PY'
 import json, sys, time, urllib.request

@@ -90,6 +90,9 @@ pub struct ServeArgs {
     /// Where models with history inputs keep their counters [default: history].
     #[arg(long)]
     pub history_dir: Option<PathBuf>,
+    /// No access-log line per request.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 pub(super) fn run_serve(a: ServeArgs) -> Result<()> {
@@ -119,6 +122,7 @@ pub(super) fn run_serve(a: ServeArgs) -> Result<()> {
     if let Some(v) = a.history_dir {
         c.history_dir = v;
     }
+    c.access_log &= !a.quiet;
     crate::serve::serve(c)?;
     Ok(())
 }

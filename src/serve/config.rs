@@ -68,6 +68,9 @@ pub struct ServeConfig {
     /// 0: the process's open-file limit less 64 (for the models, the logs and
     /// the database).
     pub max_connections: usize,
+    /// One line per request on stdout: method, route, status, latency and
+    /// request id (`--quiet` turns it off).
+    pub access_log: bool,
 }
 
 impl Default for ServeConfig {
@@ -96,6 +99,7 @@ impl Default for ServeConfig {
             header_read_timeout_s: 10.0,
             body_read_timeout_s: 30.0,
             max_connections: 0,
+            access_log: true,
         }
     }
 }

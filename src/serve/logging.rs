@@ -4,9 +4,10 @@
 //! Rocket's logger paints its lines and prints every unmatched request in
 //! full, so a client choosing its URLs chooses what lands in the log. This
 //! one is installed before Rocket starts (Rocket then leaves the `log`
-//! facade to it): it drops the "No matching routes" lines (the catch-all
-//! answers those with a 404 and `/metrics` counts them as route
-//! `unmatched`), strips terminal escape sequences, shows any other control
+//! facade to it): it drops the "No matching routes" and catcher lines (the
+//! catch-all answers those with a 404 or 405, the access log has a line for
+//! each, and `/metrics` counts them as route `unmatched`) and Rocket's launch
+//! line (the server prints its own), strips terminal escape sequences, shows any other control
 //! character escaped, and cuts a line at [`MAX_LINE`] characters. No logging
 //! crate offers that filtering, and the `log` facade makes it a few lines.
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -26,7 +27,7 @@ impl Log for PlainLogger {
             return;
         }
         let text = record.args().to_string();
-        if text.trim_start().starts_with("No matching routes") {
+        if is_noise(&text) {
             return;
         }
         let level = match record.level() {
@@ -37,6 +38,20 @@ impl Log for PlainLogger {
     }
 
     fn flush(&self) {}
+}
+
+/// Rocket's lines that say nothing the access log and `/metrics` do not:
+/// unmatched requests, the catcher that answered them, and its launch (the
+/// server prints its own address line).
+fn is_noise(text: &str) -> bool {
+    let t = text.trim_start();
+    [
+        "No matching routes",
+        "Responding with registered",
+        "Rocket has launched",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
 }
 
 /// `text` without terminal escape sequences, other control characters

@@ -41,6 +41,7 @@ pub(super) async fn predict_ctr(
     data: Data<'_>,
     ct: Option<&ContentType>,
     server: &State<Arc<Server>>,
+    rid: RequestId,
 ) -> (Status, Json<Value>) {
     let started = Instant::now();
     let r: ApiResult<Value> = async {
@@ -54,7 +55,7 @@ pub(super) async fn predict_ctr(
         let bundle = server.pick(str_field(&obj, "model")?, str_field(&obj, "version")?)?;
         let (ids, dense) = bundle.encode(&obj, &["model", "version"])?;
         let p = predict(server, bundle.clone(), ids, dense, 1).await?[0];
-        let id = server.request_id();
+        let id = rid.0.clone();
         server.log(&bundle, &id, &[(&obj, p)], started);
         Ok(json!({
             "predicted_ctr": p,
@@ -73,6 +74,7 @@ pub(super) async fn batch_predict(
     data: Data<'_>,
     ct: Option<&ContentType>,
     server: &State<Arc<Server>>,
+    rid: RequestId,
 ) -> (Status, Json<Value>) {
     let started = Instant::now();
     let r: ApiResult<Value> = async {
@@ -108,7 +110,7 @@ pub(super) async fn batch_predict(
         }
         let n = instances.len();
         let p = predict(server, bundle.clone(), ids, dense, n).await?;
-        let id = server.request_id();
+        let id = rid.0.clone();
         let rows: Vec<(&Map<String, Value>, f32)> = instances
             .iter()
             .filter_map(|v| v.as_object())
@@ -279,6 +281,55 @@ pub(super) fn catch_all(status: Status, req: &Request<'_>) -> Json<Value> {
     }))
 }
 
+/// The request's id: in prediction answers, the prediction log, the
+/// `X-Request-Id` header and the access log. Made on first use.
+pub(super) struct RequestId(pub(super) String);
+
+fn request_id<'r>(req: &'r Request<'_>, server: &Server) -> &'r RequestId {
+    req.local_cache(|| RequestId(server.request_id()))
+}
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for RequestId {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> rocket::request::Outcome<Self, Self::Error> {
+        match req.rocket().state::<Arc<Server>>() {
+            Some(server) => {
+                rocket::request::Outcome::Success(RequestId(request_id(req, server).0.clone()))
+            }
+            None => rocket::request::Outcome::Forward(Status::InternalServerError),
+        }
+    }
+}
+
+/// A request whose path exists under other methods is a 405 naming them
+/// (with `Allow`), not a 404.
+fn method_not_allowed(req: &Request<'_>, res: &mut Response<'_>) {
+    let path = req.uri().path();
+    let mut allowed: Vec<&str> = req
+        .rocket()
+        .routes()
+        .filter(|r| r.uri.path() == path.as_str())
+        .map(|r| r.method.as_str())
+        .collect();
+    if allowed.is_empty() {
+        return;
+    }
+    allowed.sort();
+    allowed.dedup();
+    let allow = allowed.join(", ");
+    let body = json!({
+        "error": format!("{} {path}: method not allowed (use {allow})", req.method()),
+        "field": null,
+        "status": 405,
+    })
+    .to_string();
+    res.set_status(Status::MethodNotAllowed);
+    res.set_raw_header("Allow", allow);
+    res.set_sized_body(body.len(), std::io::Cursor::new(body));
+}
+
 /// Request counts and latency per route, for `/metrics`.
 pub(super) struct RequestMetrics(pub(super) Arc<Server>);
 
@@ -297,12 +348,26 @@ impl Fairing for RequestMetrics {
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
         let start = req.local_cache(Instant::now);
+        if res.status() == Status::NotFound && req.route().is_none() {
+            method_not_allowed(req, res);
+        }
         let route = req
             .route()
             .map(|r| r.uri.path().to_string())
             .unwrap_or_else(|| "unmatched".into());
-        self.0
-            .metrics
-            .record(&route, res.status().code, start.elapsed().as_secs_f64());
+        let seconds = start.elapsed().as_secs_f64();
+        self.0.metrics.record(&route, res.status().code, seconds);
+        let id = &request_id(req, &self.0).0;
+        res.set_raw_header("X-Request-Id", id.clone());
+        if self.0.config.access_log {
+            // A client chooses its URL: shown plain and cut, as warnings are.
+            println!(
+                "{} {} {} {:.1} ms {id}",
+                req.method(),
+                super::logging::plain(req.uri().path().as_str(), 120),
+                res.status().code,
+                seconds * 1e3
+            );
+        }
     }
 }

@@ -270,6 +270,19 @@ pub fn rocket(server: Arc<Server>) -> rocket::Rocket<rocket::Build> {
 /// finish first).
 pub fn serve(config: ServeConfig) -> Result<()> {
     super::logging::init();
+    // A taken port or an address not of this machine: said before anything
+    // loads, and before a line claims it serves.
+    let at = format!("{}:{}", config.address, config.port);
+    std::net::TcpListener::bind(&at).map_err(|e| {
+        Error::Invalid(format!(
+            "cannot listen on {at}: {e}{}",
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                " (another server has the port: stop it, or pass --port)"
+            } else {
+                ""
+            }
+        ))
+    })?;
     let server = Arc::new(Server::load(config)?);
     for b in &server.bundles {
         println!(

@@ -865,3 +865,76 @@ fn stop(child: &mut Child, _port: u16) -> String {
     child.wait().unwrap();
     text
 }
+
+/// Issue 20, part 4: a wrong method is a 405 that names the allowed one; every
+/// request has one access-log line (method, path, status, latency, request
+/// id, the id also in `X-Request-Id`) and Rocket's own lines about unmatched
+/// requests are gone; a taken port is said, with its address, before any
+/// line claims to serve.
+#[test]
+fn wrong_methods_the_access_log_and_a_taken_port() {
+    let d = tempfile::tempdir().unwrap();
+    bundle_as(&d.path().join("models"), "hist", "1");
+    let (mut child, port) = spawn_serve(d.path(), &[]);
+    let get = |path: &str| {
+        http(
+            port,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        )
+        .unwrap()
+    };
+    let a = get("/predict_ctr");
+    assert!(a.starts_with("HTTP/1.1 405"), "{a}");
+    assert!(a.to_lowercase().contains("\r\nallow: post\r\n"), "{a}");
+    assert!(a.contains("method not allowed (use POST)"), "{a}");
+    let id = a
+        .lines()
+        .find_map(|l| {
+            l.to_lowercase()
+                .strip_prefix("x-request-id: ")
+                .map(str::to_string)
+        })
+        .expect("an X-Request-Id header");
+    assert!(get("/nothing").starts_with("HTTP/1.1 404"));
+
+    let o = Command::new(env!("CARGO_BIN_EXE_ctr-dl"))
+        .args([
+            "serve",
+            "--predlog",
+            "off",
+            "--port",
+            &port.to_string(),
+            "--models",
+        ])
+        .arg(d.path().join("models"))
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(!out.contains("serve: http://"), "{out}");
+
+    let log = stop(&mut child, port);
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("GET /predict_ctr 405 ") && l.ends_with(&id)),
+        "{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.starts_with("GET /nothing 404 ")),
+        "{log}"
+    );
+    for noise in [
+        "Responding with registered",
+        "No matching routes",
+        "Rocket has launched",
+    ] {
+        assert!(!log.contains(noise), "{noise}: {log}");
+    }
+}
