@@ -225,10 +225,119 @@ impl FeatureMap {
         self.categorical.iter().map(|f| f.offset).collect()
     }
 
-    /// Write `features.json` atomically.
+    /// Write `features.json` atomically: the map, and under `inputs` what a
+    /// client needs to build the model's inputs without ctr-dl
+    /// ([`FeatureMap::layout`]; reading the map ignores it).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string(self).map_err(|e| Error::json(path, e))?;
+        let mut value = serde_json::to_value(self).map_err(|e| Error::json(path, e))?;
+        if let serde_json::Value::Object(m) = &mut value {
+            m.insert("inputs".into(), self.layout());
+        }
+        let text = serde_json::to_string(&value).map_err(|e| Error::json(path, e))?;
         crate::data::io::atomic_write(path, text.as_bytes())
+    }
+
+    /// The model's inputs, described for a reader of `features.json`: the
+    /// rule of the `ids` slots, each categorical field's columns, rows and
+    /// encoding, and each dense input in order with its formula (the
+    /// target-encoded and history inputs included).
+    pub fn layout(&self) -> serde_json::Value {
+        use serde_json::json;
+        let ids: Vec<serde_json::Value> = self
+            .categorical
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let columns = if f.cross.is_empty() {
+                    vec![f.column.clone()]
+                } else {
+                    f.cross.clone()
+                };
+                let encoding = match &f.transform {
+                    CatTransform::Vocab { .. } => "vocab: slot 2 + the value's place in `values`",
+                    CatTransform::LogBucket { .. } => {
+                        "log bucket: the token floor(ln(x)^2) for x > 2 (else x), then as vocab"
+                    }
+                    CatTransform::Hash { .. } => {
+                        "hash: slot 1 + xxh3(column, token, hash.seed) mod buckets (no out of vocabulary)"
+                    }
+                    CatTransform::Time { .. } => "time part: slot 1 + the part of the UTC time",
+                    CatTransform::Frequency { .. } => {
+                        "frequency: slot 2 + floor(log2(the value's train count)), at most 33"
+                    }
+                };
+                json!({
+                    "index": i,
+                    "field": f.name,
+                    "columns": columns,
+                    "offset": f.offset,
+                    "size": f.size,
+                    "encoding": encoding,
+                })
+            })
+            .collect();
+        let mut dense: Vec<serde_json::Value> = self
+            .dense
+            .iter()
+            .map(|f| {
+                let formula = match &f.transform {
+                    DenseTransform::Standardize { mean, std, log } => format!(
+                        "({} - {mean}) / {std}; 0 when missing",
+                        if *log {
+                            format!("sign(x) * ln(1 + |{}|)", f.column)
+                        } else {
+                            f.column.clone()
+                        }
+                    ),
+                    DenseTransform::MissingIndicator => {
+                        format!("1 if {} is missing, else 0", f.column)
+                    }
+                };
+                json!({ "name": f.name, "formula": formula })
+            })
+            .collect();
+        if let Some(t) = &self.target {
+            dense.extend(t.names().into_iter().zip(&t.columns).map(|(name, c)| {
+                json!({
+                    "name": name,
+                    "formula": format!(
+                        "logit((clicks + {s} * {p}) / (rows + {s})) - logit({p}), clicks and \
+                         rows of the value of {c} in train (target.tables)",
+                        s = t.smoothing,
+                        p = t.prior
+                    ),
+                })
+            }));
+        }
+        if let Some(h) = &self.history {
+            dense.extend(h.names().into_iter().map(|name| {
+                json!({
+                    "name": name,
+                    "formula": "history of the key before the row's time (history.time_column), \
+                                from live counters (history.state, /feedback): imps ln(1 + \
+                                impressions), clicks ln(1 + clicks), ctr the smoothed rate's \
+                                logit offset, recent ln(1 + decayed impressions), since_imp and \
+                                since_click the decay since the last one; then (x - mean) / std \
+                                and clip * tanh(z / clip) with history.mean, std, clip",
+                })
+            }));
+        }
+        for (i, d) in dense.iter_mut().enumerate() {
+            d["index"] = json!(i);
+        }
+        json!({
+            "ids": {
+                "shape": "[rows, fields] int64: ids[r][f] = offset[f] + slot",
+                "slots": "0: missing value; 1: out of vocabulary (vocab, log-bucket and \
+                          frequency fields); values from 2 (hash and time-part fields: from 1)",
+                "fields": ids,
+            },
+            "dense": {
+                "shape": "[rows, dense] float32, in this order",
+                "inputs": dense,
+            },
+            "vocab_size": self.vocab_size,
+        })
     }
 
     /// Read a `features.json`.

@@ -524,3 +524,46 @@ fn predict_scores_later_traffic_as_the_server_does() {
     assert!(e.contains("would leak its click"), "{e}");
     assert!(!own.out.exists());
 }
+
+/// `features.json` tells a client what the model reads: the slot rule, each
+/// field's columns and rows, and every dense input in order with a formula,
+/// the history inputs included; the map still loads with it.
+#[test]
+fn features_json_describes_every_input() {
+    let _turn = lock();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    simulate_small(&data, 6_000, 62);
+    let bundle = history_bundle(d.path(), &data);
+    let path = bundle.join("features.json");
+    let map = ctr_dl::features::FeatureMap::load(&path).unwrap();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let inputs = &v["inputs"];
+    assert!(
+        inputs["ids"]["slots"]
+            .as_str()
+            .unwrap()
+            .contains("0: missing"),
+        "{inputs}"
+    );
+    let fields = inputs["ids"]["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), map.num_fields());
+    for (f, offset) in fields.iter().zip(map.offsets()) {
+        assert_eq!(f["offset"], offset, "{f}");
+        assert!(!f["columns"].as_array().unwrap().is_empty(), "{f}");
+    }
+    let dense = inputs["dense"]["inputs"].as_array().unwrap();
+    assert_eq!(dense.len(), map.num_dense(), "{inputs}");
+    assert!(map.num_dense() >= 24, "four history keys, six inputs each");
+    for (i, (d, name)) in dense.iter().zip(map.dense_names()).enumerate() {
+        assert_eq!(
+            (d["index"].as_u64(), d["name"].as_str()),
+            (Some(i as u64), Some(name.as_str()))
+        );
+        assert!(d["formula"].as_str().is_some_and(|f| f.len() > 10), "{d}");
+    }
+    assert!(
+        dense.iter().any(|d| d["name"] == "hist_user_id_imps"),
+        "{inputs}"
+    );
+}
