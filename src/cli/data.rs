@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::data::convert::{convert, ConvertOptions};
 use crate::data::manifest::DatasetManifest;
@@ -304,5 +304,55 @@ pub(super) fn run_eda(a: EdaArgs) -> Result<()> {
         progress: !a.quiet,
     })?;
     print!("{}", crate::eval::eda::render_summary(&summary, &a.out));
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct SchemaArgs {
+    #[command(subcommand)]
+    pub command: SchemaCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SchemaCommand {
+    /// Propose a schema for a CSV/TSV file from its first lines: the TOML on
+    /// stdout (with why each column got its type), ready for
+    /// `convert --format csv --schema`.
+    Infer(InferArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InferArgs {
+    /// The file (plain or gzip).
+    pub file: PathBuf,
+    /// The label column [default: a column named click, clicked, label,
+    /// target or y with only 0 and 1, else the first such column].
+    #[arg(long)]
+    pub label: Option<String>,
+    /// The schema's name [default: the file's name without extensions].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Lines read to guess from.
+    #[arg(long, default_value_t = 10_000)]
+    pub rows: usize,
+}
+
+pub(super) fn run_schema(a: SchemaArgs) -> Result<()> {
+    let SchemaCommand::Infer(a) = a.command;
+    let name = a.name.unwrap_or_else(|| {
+        a.file
+            .file_name()
+            .map(|n| {
+                n.to_string_lossy()
+                    .split('.')
+                    .next()
+                    .unwrap_or("data")
+                    .to_string()
+            })
+            .unwrap_or_else(|| "data".into())
+    });
+    let inferred = crate::data::infer::infer(&a.file, &name, a.label.as_deref(), a.rows)
+        .with_context(|| format!("inferring a schema for {}", a.file.display()))?;
+    print!("{}", inferred.to_toml()?);
     Ok(())
 }

@@ -35,12 +35,16 @@ pub struct Cli {
 pub enum Command {
     /// Convert click logs (Criteo, Criteo 1TB, Avazu, any CSV/TSV) to Parquet shards.
     Convert(ConvertArgs),
+    /// Dataset schemas: `schema infer FILE` proposes one for a CSV/TSV file.
+    Schema(SchemaArgs),
     /// Generate ad impressions with a known click probability.
     Simulate(SimulateArgs),
     /// Per-split statistics of a dataset: rows, CTR, per-field distinct, missing, top values.
     Stats(StatsArgs),
     /// An HTML report of a dataset: class balance, fields, long tails, top values, numeric distributions, CTR over time, drift.
     Eda(EdaArgs),
+    /// Print a starting experiment for a converted dataset (keys that apply only).
+    Init(InitArgs),
     /// Fit the feature map of an experiment on train and encode all splits (cached).
     Preprocess(PreprocessArgs),
     /// Train a model: `ctr-dl train --config experiments/deepfm.toml`.
@@ -93,6 +97,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => data::run_convert(a),
         Command::Simulate(a) => data::run_simulate(a),
         Command::Stats(a) => data::run_stats(a),
+        Command::Init(a) => train::run_init(a),
+        Command::Schema(a) => data::run_schema(a),
         Command::Eda(a) => data::run_eda(a),
         Command::Preprocess(a) => train::run_preprocess(a),
         Command::Train(a) => train::run_train(a),

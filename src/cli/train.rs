@@ -244,3 +244,25 @@ fn print_summary(report: &crate::run::TrainReport) {
         report.checkpoint_dir.display()
     );
 }
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// A dataset folder written by `ctr-dl convert` or `ctr-dl simulate`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The model: lightgbm, or a deep model's kind (lr, fm, wide_deep,
+    /// deepfm, dcn, dcnv2, xdeepfm, autoint, finalmlp).
+    #[arg(long, default_value = "deepfm")]
+    pub model: String,
+    /// The experiment's name (the prefix of its runs) [default: the model].
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+pub(super) fn run_init(a: InitArgs) -> Result<()> {
+    let name = a.name.clone().unwrap_or_else(|| a.model.clone());
+    let text = crate::train::init::init_experiment(&a.data, &a.model, &name)
+        .with_context(|| format!("writing an experiment for {}", a.data.display()))?;
+    print!("{text}");
+    Ok(())
+}

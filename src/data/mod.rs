@@ -1,6 +1,7 @@
 //! The data stage: dataset schemas, converters of real logs, the simulator,
 //! the Parquet shard writer and reader, and dataset statistics.
 pub mod convert;
+pub mod infer;
 pub mod interrupt;
 pub mod io;
 pub mod manifest;

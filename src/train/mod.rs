@@ -2,6 +2,7 @@
 //! lazy sparse updates ([`optim`]), the loop with evaluation, early stopping
 //! and checkpoints ([`trainer`]). What a run is lives in [`crate::run`].
 pub mod config;
+pub mod init;
 pub mod optim;
 pub mod scoring;
 pub mod trainer;

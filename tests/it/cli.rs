@@ -345,3 +345,107 @@ fn lightgbm_without_a_tree_says_so() {
         "{out}"
     );
 }
+
+/// `schema infer` proposes a schema that converts as it is: Avazu's header,
+/// label, YYMMDDHH hour and row id; Criteo's headerless, ragged tab layout
+/// with its label first.
+#[test]
+fn an_inferred_schema_converts_as_it_is() {
+    let d = tempfile::tempdir().unwrap();
+    for (file, want) in [
+        (
+            "avazu/sample_100.csv",
+            &[
+                "delimiter = \",\"",
+                "header = true",
+                "name = \"click\"\ntype = \"label\"",
+                "name = \"hour\"\ntype = \"timestamp\"\nformat = \"yymmddhh\"",
+                "name = \"id\"\ntype = \"skip\"",
+                "name = \"site_id\"\ntype = \"categorical\"",
+            ][..],
+        ),
+        (
+            "criteo/train_1k.txt",
+            &[
+                "delimiter = \"\\t\"",
+                "header = false",
+                "ragged = true",
+                "name = \"c1\"\ntype = \"label\"",
+                "name = \"c40\"\ntype = \"categorical\"",
+            ][..],
+        ),
+    ] {
+        let o = ctr_dl()
+            .args(["schema", "infer"])
+            .arg(common::shared(file))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let toml = String::from_utf8_lossy(&o.stdout).into_owned();
+        for w in want {
+            assert!(toml.contains(w), "{file}: no {w:?} in\n{toml}");
+        }
+        assert!(toml.contains("# "), "the reasons are comments: {toml}");
+        let schema = d.path().join("schema.toml");
+        std::fs::write(&schema, &toml).unwrap();
+        let out = d.path().join(file.replace('/', "_"));
+        let o = ctr_dl()
+            .args(["convert", "--format", "csv", "--quiet", "--schema"])
+            .arg(&schema)
+            .arg("--input")
+            .arg(common::shared(file))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(out.join("dataset.json").exists());
+    }
+}
+
+/// The README's "Train on your own data" block, exactly as written, from a
+/// copy of the repository's tree (so nothing lands in the checkout): every
+/// command succeeds and the served prediction comes back.
+#[test]
+fn the_readme_walkthrough_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme
+        .split_once("<!-- walkthrough -->\n```bash\n")
+        .and_then(|(_, rest)| rest.split_once("```\n<!-- /walkthrough -->"))
+        .map(|(block, _)| block.to_string())
+        .expect("the walkthrough block in README.md");
+    // The repository's layout beside the shared data: the folders the block
+    // reads and writes, and the binary it calls.
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path().join("repo");
+    for dir in ["configs/datasets", "experiments", "target/release"] {
+        std::fs::create_dir_all(repo.join(dir)).unwrap();
+    }
+    std::os::unix::fs::symlink(root.join("../shared"), d.path().join("shared")).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_ctr-dl"),
+        repo.join("target/release/ctr-dl"),
+    )
+    .unwrap();
+    let o = Command::new("timeout")
+        .args(["300", "bash", "-euo", "pipefail", "-c", &block])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "the walkthrough failed:\n{out}\n{err}");
+    assert!(out.contains("\"predicted_ctr\""), "{out}\n{err}");
+    assert!(
+        out.contains("mine-deepfm") && out.contains("mine-lightgbm"),
+        "{out}"
+    );
+    assert!(repo.join("out/mine-report/report.html").exists());
+}
