@@ -449,3 +449,20 @@ fn the_readme_walkthrough_runs() {
     );
     assert!(repo.join("out/mine-report/report.html").exists());
 }
+
+/// The README's example schema is a schema.
+#[test]
+fn the_readme_schema_example_parses() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme
+        .split_once("Dataset schemas (")
+        .and_then(|(_, rest)| rest.split_once("```toml\n"))
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(block, _)| block)
+        .expect("the schema example in README.md");
+    let s = ctr_dl::data::schema::DatasetSchema::parse(block, std::path::Path::new("README.md"))
+        .unwrap();
+    assert_eq!((s.delimiter, s.header, s.ragged), (b'\t', false, true));
+    assert_eq!(s.columns.len(), 16);
+}
