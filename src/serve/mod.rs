@@ -15,6 +15,7 @@ pub mod export;
 pub mod history;
 pub mod logging;
 pub mod metrics;
+pub mod openapi;
 pub mod pool;
 pub mod predict;
 pub mod predlog;

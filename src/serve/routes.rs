@@ -226,6 +226,21 @@ pub(super) fn health(server: &State<Arc<Server>>) -> Json<Value> {
     }))
 }
 
+#[rocket::get("/openapi.json")]
+pub(super) fn openapi(server: &State<Arc<Server>>) -> Json<Value> {
+    Json(super::openapi::spec(server))
+}
+
+#[rocket::get("/docs")]
+pub(super) fn docs() -> rocket::response::content::RawHtml<&'static str> {
+    rocket::response::content::RawHtml(super::openapi::DOCS_HTML)
+}
+
+#[rocket::get("/")]
+pub(super) fn index() -> rocket::response::Redirect {
+    rocket::response::Redirect::to("/docs")
+}
+
 #[rocket::get("/model_info")]
 pub(super) fn model_info(server: &State<Arc<Server>>) -> Json<Value> {
     let models: Vec<Value> = server

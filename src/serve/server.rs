@@ -260,7 +260,10 @@ pub fn rocket(server: Arc<Server>) -> rocket::Rocket<rocket::Build> {
                 routes::feedback,
                 routes::health,
                 routes::model_info,
-                routes::metrics
+                routes::metrics,
+                routes::openapi,
+                routes::docs,
+                routes::index
             ],
         )
         .register("/", rocket::catchers![routes::catch_all])
