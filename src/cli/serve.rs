@@ -33,9 +33,16 @@ pub struct PredictArgs {
     /// A run directory (runs/<run>), exported to a temporary bundle first.
     #[arg(long)]
     pub run: Option<PathBuf>,
-    /// A dataset folder (dataset.json), a Parquet shard, or a folder of shards.
+    /// A dataset folder (dataset.json), a Parquet shard, a folder of shards,
+    /// or a raw CSV/TSV file read by --format or --schema.
     #[arg(long)]
     pub input: PathBuf,
+    /// A raw input's built-in format (criteo, criteo-1tb, criteo-csv, avazu).
+    #[arg(long, conflicts_with = "schema")]
+    pub format: Option<String>,
+    /// A raw input's schema file (configs/datasets/NAME.toml).
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
     /// Of a dataset folder, score only this split (train, valid or test;
     /// repeatable) [default: all].
     #[arg(long)]
@@ -133,6 +140,11 @@ pub(super) fn run_predict(a: PredictArgs) -> Result<()> {
         bundle: a.bundle,
         run: a.run,
         input: a.input.clone(),
+        schema: match (&a.format, &a.schema) {
+            (Some(f), _) => Some(crate::data::schema::DatasetSchema::builtin(f)?),
+            (None, Some(p)) => Some(crate::data::schema::DatasetSchema::load(p)?),
+            (None, None) => None,
+        },
         splits: a
             .split
             .iter()

@@ -27,9 +27,11 @@ use tch::Device;
 
 use super::bundle::Bundle;
 use super::export::{export, ExportOptions};
+use crate::data::convert::{convert, ConvertOptions};
 use crate::data::io::temp_path;
 use crate::data::manifest::MANIFEST_FILE;
 use crate::data::reader::{ReaderOptions, ShardReader};
+use crate::data::schema::DatasetSchema;
 use crate::data::writer::Split;
 use crate::error::{Error, Result};
 
@@ -40,9 +42,11 @@ pub struct PredictOptions {
     pub bundle: Option<PathBuf>,
     /// ... or a run folder, exported to a temporary bundle first.
     pub run: Option<PathBuf>,
-    /// A dataset folder (`dataset.json`), a Parquet shard, or a folder of
-    /// shards.
+    /// A dataset folder (`dataset.json`), a Parquet shard, a folder of
+    /// shards, or a raw CSV/TSV file (plain or gzip) read by `schema`.
     pub input: PathBuf,
+    /// The schema of a raw input file (a built-in format's or a file's).
+    pub schema: Option<DatasetSchema>,
     /// Of a dataset folder, these splits (all, in train, valid, test order,
     /// when empty).
     pub splits: Vec<Split>,
@@ -74,7 +78,37 @@ pub fn predict(opts: &PredictOptions) -> Result<PredictReport> {
             opts.out.display()
         )));
     }
-    let files = input_files(&opts.input, &opts.splits)?;
+    // A raw file is converted first, by its schema, into shards of one
+    // split in its own order, beside the output, and removed at the end.
+    let raw = !opts.input.is_dir() && opts.input.extension().is_none_or(|x| x != "parquet");
+    let converted = temp_path(&opts.out.with_extension("input"));
+    let files = if raw {
+        let schema = opts.schema.clone().ok_or_else(|| {
+            Error::Invalid(format!(
+                "--input {}: a raw file is read by its schema: give --format or --schema",
+                opts.input.display()
+            ))
+        })?;
+        let mut c = ConvertOptions::new(vec![opts.input.clone()], converted.clone(), schema);
+        c.ratios = [1.0, 0.0, 0.0];
+        c.overwrite = true;
+        c.progress = opts.progress;
+        let files = convert(&c).and_then(|_| input_files(&converted, &[Split::Train]));
+        if files.is_err() {
+            let _ = std::fs::remove_dir_all(&converted);
+        }
+        files?
+    } else {
+        input_files(&opts.input, &opts.splits)?
+    };
+    let result = predict_files(opts, files);
+    if raw {
+        let _ = std::fs::remove_dir_all(&converted);
+    }
+    result
+}
+
+fn predict_files(opts: &PredictOptions, files: Vec<PathBuf>) -> Result<PredictReport> {
     match (&opts.bundle, &opts.run) {
         (Some(b), None) => score(opts, b, files),
         (None, Some(run)) => {

@@ -466,3 +466,84 @@ fn the_readme_schema_example_parses() {
     assert_eq!((s.delimiter, s.header, s.ragged), (b'\t', false, true));
     assert_eq!(s.columns.len(), 16);
 }
+
+/// `predict` on a raw CSV file (by its format) scores every row in file
+/// order, with the probabilities it gives the same rows as shards.
+#[test]
+fn predict_reads_a_raw_csv_by_its_format() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |rel: &str| d.path().join(rel);
+    let csv = common::shared("avazu/sample_100.csv");
+    let run = |args: &[&str]| {
+        let o = ctr_dl().args(args).current_dir(d.path()).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let csv = csv.to_str().unwrap();
+    run(&[
+        "convert", "--format", "avazu", "--input", csv, "--out", "data", "--quiet",
+    ]);
+    let exp = run(&["init", "--data", "data", "--model", "lr", "--name", "lr"]);
+    std::fs::write(p("lr.toml"), exp).unwrap();
+    run(&[
+        "baseline", "--config", "lr.toml", "--run", "lr-1", "--quiet",
+    ]);
+    run(&["export", "--run", "runs/lr-1", "--out", "models/lr/1"]);
+    run(&[
+        "predict",
+        "--bundle",
+        "models/lr/1",
+        "--quiet",
+        "--input",
+        "data",
+        "--out",
+        "shards.parquet",
+    ]);
+    run(&[
+        "predict",
+        "--bundle",
+        "models/lr/1",
+        "--quiet",
+        "--input",
+        csv,
+        "--format",
+        "avazu",
+        "--out",
+        "raw.parquet",
+    ]);
+    let read = |path: std::path::PathBuf| -> Vec<f64> {
+        let f = std::fs::File::open(path).unwrap();
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap()
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let c = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::Float64Array>()
+                    .unwrap()
+                    .clone();
+                c.values().to_vec()
+            })
+            .collect()
+    };
+    let (mut shards, raw) = (read(p("shards.parquet")), read(p("raw.parquet")));
+    assert_eq!(raw.len(), 100, "every row of the file");
+    let mut sorted = raw.clone();
+    sorted.sort_by(f64::total_cmp);
+    shards.sort_by(f64::total_cmp);
+    assert_eq!(sorted, shards);
+    // The converted copy is gone.
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

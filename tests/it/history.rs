@@ -431,6 +431,7 @@ fn predict_scores_later_traffic_as_the_server_does() {
         bundle: Some(bundle.clone()),
         run: None,
         input: later.clone(),
+        schema: None,
         splits: vec![Split::Test],
         out: d.path().join("p.parquet"),
         keep: vec!["user_id".into(), "clicked".into()],
