@@ -493,28 +493,23 @@ fn predict_reads_a_raw_csv_by_its_format() {
         "baseline", "--config", "lr.toml", "--run", "lr-1", "--quiet",
     ]);
     run(&["export", "--run", "runs/lr-1", "--out", "models/lr/1"]);
-    run(&[
-        "predict",
-        "--bundle",
-        "models/lr/1",
-        "--quiet",
-        "--input",
-        "data",
-        "--out",
-        "shards.parquet",
-    ]);
-    run(&[
-        "predict",
-        "--bundle",
-        "models/lr/1",
-        "--quiet",
-        "--input",
-        csv,
-        "--format",
-        "avazu",
-        "--out",
-        "raw.parquet",
-    ]);
+    let predict = |input: &[&str], out: &str| {
+        let args = [
+            &[
+                "predict",
+                "--bundle",
+                "models/lr/1",
+                "--quiet",
+                "--out",
+                out,
+            ],
+            input,
+        ]
+        .concat();
+        run(&args)
+    };
+    predict(&["--input", "data"], "shards.parquet");
+    predict(&["--input", csv, "--format", "avazu"], "raw.parquet");
     let read = |path: std::path::PathBuf| -> Vec<f64> {
         let f = std::fs::File::open(path).unwrap();
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
