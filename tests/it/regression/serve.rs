@@ -979,6 +979,7 @@ fn the_openapi_contract_holds_under_schemathesis() {
     let python = crate::common::venv_python();
     let st = python.with_file_name("schemathesis");
     let o = Command::new("timeout")
+        .current_dir(d.path())
         .arg("240")
         .arg(&st)
         .args(["run", &format!("http://127.0.0.1:{port}/openapi.json")])
