@@ -7,7 +7,7 @@ click probability is unchanged): what a model that knew everything but the
 decayed count of the pair's earlier impressions, without the simulator's
 memory limit, so it slightly overstates the repeats of the heaviest users.
 FATIGUE and HALF_LIFE_HOURS default to the world the dataset was simulated in
-(its dataset.json).
+(its _dataset.json).
 
   .venv/bin/python bench/fatigue_bound.py DATASET_DIR [FATIGUE] [HALF_LIFE_HOURS]
 """
@@ -24,11 +24,11 @@ import pyarrow.parquet as pq
 def main():
     data = sys.argv[1]
     try:
-        with open(f"{data}/dataset.json") as f:
+        with open(f"{data}/_dataset.json") as f:
             world = json.load(f)["simulation"]["config"]
     except (OSError, KeyError, TypeError, ValueError) as e:
         if len(sys.argv) < 4:
-            sys.exit(f"{data}/dataset.json: no simulator config ({e}); give FATIGUE HALF_LIFE_HOURS")
+            sys.exit(f"{data}/_dataset.json: no simulator config ({e}); give FATIGUE HALF_LIFE_HOURS")
         world = {}
     fatigue = float(sys.argv[2]) if len(sys.argv) > 2 else world["fatigue"]
     half_life_h = float(sys.argv[3]) if len(sys.argv) > 3 else world["fatigue_half_life_hours"]

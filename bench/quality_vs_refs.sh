@@ -26,7 +26,7 @@ mkdir -p "$dir"
 data=${DATA:-}
 if [ -z "$data" ]; then
   data="$dir/criteo-$rows"
-  if [ ! -f "$data/dataset.json" ]; then
+  if [ ! -f "$data/_dataset.json" ]; then
     $bin simulate --rows "$rows" --format criteo-tsv --out "$dir/tsv-$rows" --overwrite --quiet >/dev/null
     $bin convert --format criteo --input "$dir/tsv-$rows/train.txt" --out "$data" \
       --split random --seed 2018 --ratios 0.8 0.1 0.1 --overwrite --quiet >/dev/null

@@ -91,7 +91,7 @@ def main():
     os.makedirs(os.path.join(models, name))
     os.symlink(os.path.abspath(a.bundle), os.path.join(models, name, version))
     cols = [c for c, _ in json.load(open(os.path.join(a.bundle, "features.json")))["columns"]]
-    t = ds.dataset(os.path.join(a.data, "test"), format="parquet").head(100, columns=cols).to_pylist()
+    t = ds.dataset(os.path.join(a.data, "split=test"), format="parquet").head(100, columns=cols).to_pylist()
     rows = [{k: (v.isoformat().replace("+00:00", "Z") if hasattr(v, "isoformat") else v)
              for k, v in r.items() if v is not None} for r in t]
     single = os.path.join(models, "single.json")

@@ -9,7 +9,7 @@ sim_data() {
   [ -f "$world" ] || { echo "sim_data: no simulator config $world" >&2; return 1; }
   local dir
   dir=${BENCH_DIR:-/tmp/ctr-dl-bench}/sim-$rows-$(basename "$world" .toml)-$(sha256sum "$world" | cut -c1-8)
-  if [ ! -f "$dir/dataset.json" ]; then
+  if [ ! -f "$dir/_dataset.json" ]; then
     /usr/bin/time -f "simulate: %e s, peak RSS %M KiB" \
       "$bin" simulate --rows "$rows" --config "$world" --out "$dir" --overwrite --quiet >/dev/null
   fi

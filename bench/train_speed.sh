@@ -26,7 +26,7 @@ py=${PYTHON:-.venv/bin/python}
 [ -x "$bin" ] || cargo build --release --locked --features lightgbm
 [ "${INSTALL_REFS:-1}" = 0 ] || bash bench/install_refs.sh >/dev/null
 mkdir -p "$dir"
-if [ ! -f "$dir/criteo/dataset.json" ]; then
+if [ ! -f "$dir/criteo/_dataset.json" ]; then
   $bin simulate --rows "$rows" --format criteo-tsv --out "$dir/tsv" --overwrite --quiet >/dev/null
   $bin convert --format criteo --input "$dir/tsv/train.txt" --out "$dir/criteo" --overwrite --quiet >/dev/null
 fi

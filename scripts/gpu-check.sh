@@ -24,7 +24,7 @@ if ! $bin env | grep -q '"cuda_available": true'; then
   $bin env >&2
   exit 2
 fi
-[ -f "$out/data/dataset.json" ] || $bin simulate --rows "$rows" --out "$out/data" --overwrite --quiet >/dev/null
+[ -f "$out/data/_dataset.json" ] || $bin simulate --rows "$rows" --out "$out/data" --overwrite --quiet >/dev/null
 stamp=$(date -u +%Y%m%d-%H%M%S)
 common=(--config experiments/deepfm.toml --set "data.path=\"$out/data\"" --set train.epochs=1
         --set "train.max_steps=$steps" --set "output.runs=\"$out/runs\"" --set "output.checkpoints=\"$out/checkpoints\"" --quiet)

@@ -291,7 +291,10 @@ pub(super) fn run_stats(a: StatsArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {
         print!("{}", render(&stats));
-        println!("wrote {}", a.dir.join("stats.json").display());
+        println!(
+            "wrote {}",
+            a.dir.join(crate::data::stats::STATS_FILE).display()
+        );
     }
     Ok(())
 }

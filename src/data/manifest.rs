@@ -11,7 +11,30 @@ use super::sketch::ColumnSummary;
 use super::writer::{ShardInfo, Split};
 use crate::error::{Error, Result};
 
-pub const MANIFEST_FILE: &str = "dataset.json";
+/// The dataset's description in its folder. The leading `_` (Spark's
+/// convention, as in `_SUCCESS`) makes Arrow, pandas, DuckDB and Spark skip
+/// it, so the folder reads as one table: `pd.read_parquet(DIR)`, with the
+/// `split` column from the `split=<name>/` folders.
+pub const MANIFEST_FILE: &str = "_dataset.json";
+/// Its name in datasets written before: still read.
+pub const LEGACY_MANIFEST_FILE: &str = "dataset.json";
+
+/// The manifest of the dataset in `dir`: `_dataset.json`, or the
+/// `dataset.json` of an older dataset.
+pub fn manifest_path(dir: &Path) -> PathBuf {
+    let path = dir.join(MANIFEST_FILE);
+    let legacy = dir.join(LEGACY_MANIFEST_FILE);
+    if !path.exists() && legacy.exists() {
+        legacy
+    } else {
+        path
+    }
+}
+
+/// Whether `dir` holds a finished dataset.
+pub fn is_dataset(dir: &Path) -> bool {
+    manifest_path(dir).exists()
+}
 pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -90,9 +113,10 @@ impl DatasetManifest {
         }
     }
 
-    /// Load `dir/dataset.json`, with an error that says what a missing one means.
+    /// Load `dir/_dataset.json` (or an older dataset's `dataset.json`), with
+    /// an error that says what a missing one means.
     pub fn load(dir: &Path) -> Result<Self> {
-        let path = dir.join(MANIFEST_FILE);
+        let path = manifest_path(dir);
         if !path.exists() {
             return Err(Error::Invalid(format!(
                 "{} has no {MANIFEST_FILE}: not a ctr-dl dataset, or its conversion did not finish",

@@ -8,6 +8,12 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// The statistics file `ctr-dl stats` writes in a dataset folder (the `_`
+/// keeps it out of the table Arrow-family readers see) ...
+pub const STATS_FILE: &str = "_stats.json";
+/// ... and its name in datasets written before.
+pub const LEGACY_STATS_FILE: &str = "stats.json";
+
 use arrow::array::{
     Array, Float64Array, Int64Array, Int8Array, StringArray, TimestampMillisecondArray,
 };
@@ -216,10 +222,10 @@ struct FieldAcc {
 }
 
 /// Compute the statistics of every split of the dataset in `dir` and write
-/// them to its `stats.json`.
+/// them to its `_stats.json`.
 pub fn dataset_stats(dir: &Path, top_k: usize, progress: bool) -> Result<DatasetStats> {
     let (stats, _) = collect_stats(dir, top_k, progress)?;
-    write_json(&dir.join("stats.json"), &stats)?;
+    write_json(&dir.join(STATS_FILE), &stats)?;
     Ok(stats)
 }
 

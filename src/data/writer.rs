@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::interrupt;
 use super::io::temp_path;
 use super::manifest::{now_rfc3339, DatasetManifest, MANIFEST_FILE};
+use super::stats::{LEGACY_STATS_FILE, STATS_FILE};
 use crate::error::{Error, Result};
 
 /// The three splits, in this order everywhere.
@@ -39,6 +40,11 @@ impl Split {
             Split::Valid => "valid",
             Split::Test => "test",
         }
+    }
+    /// The split's folder in a dataset: `split=train`, which Arrow-family
+    /// readers turn into a `split` column.
+    pub fn dir_name(self) -> String {
+        format!("split={}", self.name())
     }
     pub fn index(self) -> usize {
         self as usize
@@ -129,7 +135,7 @@ impl ShardWriter {
             self.done.push(ShardInfo {
                 path: format!(
                     "{}/{}",
-                    self.split.name(),
+                    self.split.dir_name(),
                     path.file_name().unwrap_or_default().to_string_lossy()
                 ),
                 rows: rows as u64,
@@ -166,15 +172,23 @@ pub struct DatasetWriter {
 /// the command line and the start time, as JSON) and removed only once
 /// `dataset.json` is in place. A directory holding it, or holding split
 /// directories without `dataset.json`, is what an interrupted run left.
-pub const IN_PROGRESS_FILE: &str = "in-progress.json";
+pub const IN_PROGRESS_FILE: &str = "_in-progress.json";
+
+/// The folders a split's shards may be in: `split=<name>`, or `<name>` in a
+/// dataset written before.
+fn split_dirs(out: &Path, s: Split) -> [PathBuf; 2] {
+    [out.join(s.dir_name()), out.join(s.name())]
+}
 
 /// Refuse an output directory that already holds a dataset or the remains of
 /// an interrupted run, or with `overwrite` remove them: the manifest, stats,
-/// shards, temporary files and the in-progress marker.
+/// shards, the encoded cache, temporary files and the in-progress marker.
 fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
-    let manifest = out.join(MANIFEST_FILE);
+    let manifest = super::manifest::manifest_path(out);
     let marker = out.join(IN_PROGRESS_FILE);
-    let has_splits = Split::ALL.iter().any(|s| out.join(s.name()).exists());
+    let has_splits = Split::ALL
+        .iter()
+        .any(|&s| split_dirs(out, s).iter().any(|d| d.exists()));
     let complete = manifest.exists();
     let unfinished = !complete && (marker.exists() || has_splits);
     if !overwrite {
@@ -190,11 +204,21 @@ fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
     }
     if complete || unfinished {
         let _ = std::fs::remove_file(&manifest);
-        let _ = std::fs::remove_file(out.join("stats.json"));
-        for s in Split::ALL {
-            let dir = out.join(s.name());
-            if dir.exists() {
+        for f in [STATS_FILE, LEGACY_STATS_FILE, "in-progress.json"] {
+            let _ = std::fs::remove_file(out.join(f));
+        }
+        // The encoded cache of the data replaced (its keys name that data).
+        for cache in [crate::features::cache::ENCODED_DIR, "encoded"] {
+            let dir = out.join(cache);
+            if dir.is_dir() {
                 std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            }
+        }
+        for s in Split::ALL {
+            for dir in split_dirs(out, s) {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                }
             }
         }
         remove_temp_files(out);
@@ -291,7 +315,7 @@ impl DatasetWriter {
         let mut senders = Vec::new();
         let mut handles = Vec::new();
         for split in Split::ALL {
-            let dir = out.join(split.name());
+            let dir = out.join(split.dir_name());
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             let (tx, rx) = bounded::<RecordBatch>(4);
             let mut writer = ShardWriter {
@@ -393,7 +417,7 @@ impl Drop for DatasetWriter {
 /// their temporary shards), temporary files and the in-progress marker.
 fn remove_shards(out: &Path, created: bool) {
     for s in Split::ALL {
-        let _ = std::fs::remove_dir_all(out.join(s.name()));
+        let _ = std::fs::remove_dir_all(out.join(s.dir_name()));
     }
     remove_temp_files(out);
     let _ = std::fs::remove_file(out.join(IN_PROGRESS_FILE));
@@ -410,7 +434,7 @@ fn remove_temp_files(out: &Path) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let ours = [MANIFEST_FILE, "stats.json", IN_PROGRESS_FILE]
+        let ours = [MANIFEST_FILE, STATS_FILE, IN_PROGRESS_FILE]
             .iter()
             .any(|f| name.starts_with(&format!(".{f}.")));
         if ours && name.ends_with(".tmp") {

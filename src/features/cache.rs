@@ -132,7 +132,7 @@ impl EncodedDataset {
 
 /// The cache key of a dataset and feature settings.
 pub fn cache_key(data_dir: &Path, config: &FeatureConfig) -> Result<String> {
-    let manifest_path = data_dir.join("dataset.json");
+    let manifest_path = crate::data::manifest::manifest_path(data_dir);
     let manifest = std::fs::read(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;
     // History with no keys is no history: the same encoding, the same key.
     let mut config = config.clone();
@@ -154,15 +154,19 @@ pub fn cache_key(data_dir: &Path, config: &FeatureConfig) -> Result<String> {
     Ok(format!("{:016x}", xxh3(&bytes, 0)))
 }
 
+/// The default folder of the encoded cache, inside the dataset folder (the
+/// `_` keeps it out of the table Arrow-family readers see).
+pub const ENCODED_DIR: &str = "_encoded";
+
 /// Fit and encode, or reuse the cached encoding of the same data and settings.
-/// `root` defaults to `<data_dir>/encoded`.
+/// `root` defaults to `<data_dir>/_encoded`.
 pub fn prepare(
     data_dir: &Path,
     root: Option<&Path>,
     config: &FeatureConfig,
     progress: bool,
 ) -> Result<EncodedDataset> {
-    if !data_dir.join(crate::data::manifest::MANIFEST_FILE).exists() {
+    if !crate::data::manifest::is_dataset(data_dir) {
         return Err(Error::Invalid(format!(
             "data.path {}: {}; make one with `ctr-dl convert` or `ctr-dl simulate`, \
              or set data.path to one",
@@ -178,7 +182,7 @@ pub fn prepare(
     let key = cache_key(data_dir, config)?;
     let root = root
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| data_dir.join("encoded"));
+        .unwrap_or_else(|| data_dir.join(ENCODED_DIR));
     let dir = root.join(&key);
     if dir.join("encoded.json").exists() {
         return EncodedDataset::open(&dir);

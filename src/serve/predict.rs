@@ -29,7 +29,7 @@ use super::bundle::Bundle;
 use super::export::{export, ExportOptions};
 use crate::data::convert::{convert, ConvertOptions};
 use crate::data::io::temp_path;
-use crate::data::manifest::MANIFEST_FILE;
+use crate::data::manifest::{is_dataset, DatasetManifest};
 use crate::data::reader::{ReaderOptions, ShardReader};
 use crate::data::schema::DatasetSchema;
 use crate::data::writer::Split;
@@ -173,20 +173,17 @@ fn input_files(input: &Path, splits: &[Split]) -> Result<Vec<PathBuf>> {
         files.sort();
         Ok(files)
     };
-    let files = if input.join(MANIFEST_FILE).exists() {
+    let files = if is_dataset(input) {
         let splits = if splits.is_empty() {
             Split::ALL.to_vec()
         } else {
             splits.to_vec()
         };
-        let mut files = Vec::new();
-        for s in splits {
-            let dir = input.join(s.name());
-            if dir.is_dir() {
-                files.extend(shards_in(&dir)?);
-            }
-        }
-        files
+        let manifest = DatasetManifest::load(input)?;
+        splits
+            .into_iter()
+            .flat_map(|s| manifest.shard_paths(input, s))
+            .collect()
     } else if input.is_dir() {
         shards_in(input)?
     } else if input.is_file() {

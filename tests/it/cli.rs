@@ -32,7 +32,7 @@ fn convert_then_stats() {
         "{stdout}"
     );
     let stats: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(out.join("_stats.json")).unwrap()).unwrap();
     let total: u64 = stats["splits"]
         .as_array()
         .unwrap()
@@ -72,7 +72,7 @@ fn bad_input_exits_non_zero_with_the_location() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("needs --schema"));
     let o = ctr_dl().args(["stats"]).arg(d.path()).output().unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no dataset.json"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no _dataset.json"));
 }
 
 #[test]
@@ -403,7 +403,7 @@ fn an_inferred_schema_converts_as_it_is() {
             "{file}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        assert!(out.join("dataset.json").exists());
+        assert!(out.join("_dataset.json").exists());
     }
 }
 

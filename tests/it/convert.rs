@@ -253,10 +253,10 @@ fn bad_case(line: &str) -> (String, Error) {
     write(&input, &format!("{GOOD}{GOOD}{line}\n{GOOD}"));
     let out = dir.path().join("out");
     let err = convert(&opts(vec![input], &out, "criteo")).unwrap_err();
-    assert!(!out.join("dataset.json").exists());
+    assert!(!out.join("_dataset.json").exists());
     assert!(temp_files(&out).is_empty());
-    let shards =
-        out.join("train").exists() && std::fs::read_dir(out.join("train")).unwrap().count() > 0;
+    let shards = out.join("split=train").exists()
+        && std::fs::read_dir(out.join("split=train")).unwrap().count() > 0;
     assert!(!shards, "a failed conversion leaves no shards");
     (err.to_string(), err)
 }
@@ -329,7 +329,7 @@ fn skip_bad_lines_counts_them_and_fails_past_the_ratio() {
         ),
         "{err}"
     );
-    assert!(!out.join("dataset.json").exists());
+    assert!(!out.join("_dataset.json").exists());
 }
 
 #[test]
@@ -365,13 +365,13 @@ fn several_inputs_and_an_existing_output() {
         .manifest;
     assert_eq!(m.rows, 2000);
     assert_eq!(m.sources.len(), 2);
-    let before = std::fs::read(out.join("dataset.json")).unwrap();
+    let before = std::fs::read(out.join("_dataset.json")).unwrap();
     let err = convert(&opts(files.clone(), &out, "criteo"))
         .unwrap_err()
         .to_string();
     assert!(err.contains("already holds a dataset"), "{err}");
     assert_eq!(
-        std::fs::read(out.join("dataset.json")).unwrap(),
+        std::fs::read(out.join("_dataset.json")).unwrap(),
         before,
         "nothing already written is lost"
     );

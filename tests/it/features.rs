@@ -200,7 +200,7 @@ fn the_encoded_cache_is_reused_until_settings_change() {
         .unwrap();
     assert_eq!(all, direct);
     // No temporary directories are left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(data.join("encoded"))
+    let leftovers: Vec<_> = std::fs::read_dir(data.join("_encoded"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".tmp"))

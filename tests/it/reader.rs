@@ -150,7 +150,7 @@ fn a_missing_dataset_says_so() {
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("no dataset.json"), "{err}");
+    assert!(err.contains("no _dataset.json"), "{err}");
 }
 
 #[test]
@@ -173,4 +173,58 @@ fn an_empty_split_reads_as_no_batches_with_its_schema() {
     let stats = ctr_dl::data::stats::dataset_stats(d.path(), 3, false).unwrap();
     assert_eq!(stats.splits[2].rows, 0);
     assert_eq!(stats.splits[0].rows, 100);
+}
+
+/// A dataset folder is one table to Arrow-family readers: pyarrow (what
+/// `pd.read_parquet(DIR)` calls) reads it with a `split` column from the `split=<name>`
+/// folders, skipping `_dataset.json`, `_stats.json` and the `_encoded` cache.
+#[test]
+fn a_dataset_folder_reads_as_one_table_in_pandas() {
+    let _turn = common::lock();
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    common::simulate_small(&data, 3_000, 8);
+    // A cache and statistics in the folder, as training and `stats` leave them.
+    let cfg = common::experiment(d.path(), &data, "lr", &["train.max_steps=2"]);
+    ctr_dl::features::prepare(&data, None, &cfg.features, false).unwrap();
+    ctr_dl::data::stats::dataset_stats(&data, 3, false).unwrap();
+    // What `pd.read_parquet(DIR)` runs (pandas is not in the venv).
+    let script = r#"
+import sys, pyarrow.compute as pc, pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1])
+splits = sorted(str(s) for s in pc.unique(t.column("split")).to_pylist())
+print(t.num_rows, splits, pc.sum(t.column("clicked")).as_py())
+"#;
+    let o = std::process::Command::new(common::venv_python())
+        .args(["-c", script])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = ctr_dl::data::manifest::DatasetManifest::load(&data).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        format!("{} ['test', 'train', 'valid'] {}", m.rows, m.positives)
+    );
+}
+
+/// A dataset written before the layout (`dataset.json`, `train/` folders)
+/// still opens.
+#[test]
+fn a_dataset_of_the_older_layout_still_opens() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("sim");
+    common::simulate_small(&data, 2_000, 9);
+    let m = std::fs::read_to_string(data.join("_dataset.json")).unwrap();
+    std::fs::write(data.join("dataset.json"), m.replace("split=", "")).unwrap();
+    std::fs::remove_file(data.join("_dataset.json")).unwrap();
+    for s in Split::ALL {
+        std::fs::rename(data.join(s.dir_name()), data.join(s.name())).unwrap();
+    }
+    let want = ctr_dl::data::manifest::DatasetManifest::load(&data).unwrap();
+    let rows: usize = ShardReader::open_split(&data, Split::Train, ReaderOptions::default())
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+    assert_eq!(rows as u64, want.train.rows);
 }

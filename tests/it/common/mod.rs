@@ -45,7 +45,7 @@ pub fn read_split(dir: &Path, split: Split) -> RecordBatch {
 pub fn shard_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for s in Split::ALL {
-        let d = dir.join(s.name());
+        let d = dir.join(s.dir_name());
         let mut names: Vec<_> = std::fs::read_dir(&d)
             .unwrap()
             .map(|e| e.unwrap().path())

@@ -80,7 +80,7 @@ fn spawn_long_convert(dir: &Path, out: &Path) -> Child {
 fn wait_for_shard(child: &mut Child, out: &Path, pick: impl Fn(&str) -> bool) {
     let start = Instant::now();
     loop {
-        let found = std::fs::read_dir(out.join("train"))
+        let found = std::fs::read_dir(out.join("split=train"))
             .ok()
             .is_some_and(|rd| rd.flatten().any(|e| pick(&e.file_name().to_string_lossy())));
         if found {
@@ -122,7 +122,7 @@ fn convert_cli(input: &Path, out: &Path, extra: &[&str]) -> (bool, String) {
 }
 
 fn split_dirs(out: &Path) -> Vec<String> {
-    ["train", "valid", "test"]
+    ["split=train", "split=valid", "split=test"]
         .into_iter()
         .filter(|s| out.join(s).exists())
         .map(String::from)
@@ -143,7 +143,7 @@ fn a_convert_killed_midway_is_recognised_and_overwrite_recovers() {
     child.kill().unwrap(); // SIGKILL: no clean-up can run
     child.wait().unwrap();
     assert!(
-        !out.join("dataset.json").exists(),
+        !out.join("_dataset.json").exists(),
         "the conversion finished before it was killed"
     );
 
@@ -170,9 +170,9 @@ fn a_convert_killed_midway_is_recognised_and_overwrite_recovers() {
         !o.status.success() && serr.contains("an interrupted conversion"),
         "{serr}"
     );
-    // Shards without dataset.json are recognised even without the marker
+    // Shards without _dataset.json are recognised even without the marker
     // (a folder left by an older version, or a marker removed by hand).
-    std::fs::remove_file(out.join("in-progress.json")).unwrap();
+    std::fs::remove_file(out.join("_in-progress.json")).unwrap();
     let (ok, err) = convert_small(d.path(), &out, &[]);
     assert!(
         !ok && err.contains("an interrupted conversion left partial shards"),
@@ -184,12 +184,12 @@ fn a_convert_killed_midway_is_recognised_and_overwrite_recovers() {
     let m = ctr_dl::data::manifest::DatasetManifest::load(&out).unwrap();
     assert_eq!(m.rows, 10);
     assert!(temp_files(&out).is_empty(), "{:?}", temp_files(&out));
-    assert!(!out.join("in-progress.json").exists());
+    assert!(!out.join("_in-progress.json").exists());
     let shards: u64 = [&m.train, &m.valid, &m.test]
         .iter()
         .map(|s| s.shards.len() as u64)
         .sum();
-    let on_disk: u64 = ["train", "valid", "test"]
+    let on_disk: u64 = ["split=train", "split=valid", "split=test"]
         .iter()
         .map(|s| std::fs::read_dir(out.join(s)).unwrap().count() as u64)
         .sum();
@@ -216,7 +216,7 @@ fn sigint_during_convert_leaves_no_partial_shards() {
             .unwrap();
         let status = child.wait().unwrap();
         assert!(
-            !out.join("dataset.json").exists(),
+            !out.join("_dataset.json").exists(),
             "the conversion finished before the {name}"
         );
         assert_eq!(
@@ -234,7 +234,7 @@ fn sigint_during_convert_leaves_no_partial_shards() {
             split_dirs(&out)
         );
         assert!(temp_files(&out).is_empty(), "{:?}", temp_files(&out));
-        assert!(!out.join("in-progress.json").exists());
+        assert!(!out.join("_in-progress.json").exists());
         // Nothing is left to refuse: a new conversion goes ahead.
         let (ok, err) = convert_small(d.path(), &out, &[]);
         assert!(ok, "{err}");
@@ -258,7 +258,7 @@ fn a_huge_line_is_refused_with_its_line_number() {
             && msg.contains("a line of over 1048576 bytes (--max-line-bytes)"),
         "{msg}"
     );
-    assert!(!out.join("dataset.json").exists());
+    assert!(!out.join("_dataset.json").exists());
     assert!(split_dirs(&out).is_empty() && temp_files(&out).is_empty());
 
     // The limit is --max-line-bytes, found both inside a chunk and across
@@ -302,7 +302,7 @@ fn an_empty_input_is_an_error_unless_allowed() {
         msg.contains("no rows in") && msg.contains("empty.txt") && msg.contains("--allow-empty"),
         "{msg}"
     );
-    assert!(!out.join("dataset.json").exists());
+    assert!(!out.join("_dataset.json").exists());
     assert!(split_dirs(&out).is_empty());
 
     // Blank lines only, and one empty file among good ones, are refused too.
