@@ -132,16 +132,27 @@ impl Bundle {
         let get = |c: &str| vals.get(c).copied().unwrap_or(RawValue::Missing);
         let (ids, mut dense) = self.map.encode_row(get);
         if let Some(h) = &self.history {
-            let at = self.map.history_offset();
-            let hashes = h.hashes(get);
-            h.read(
-                &hashes,
-                event_time(&h.spec.time_column, &vals),
-                &mut dense[at..at + h.spec.width()],
-            )
-            .map_err(|e| ApiError::new(Status::InternalServerError, e.to_string()))?;
+            self.read_history(h, get, &mut dense)
+                .map_err(|e| ApiError::new(Status::InternalServerError, e.to_string()))?;
         }
         Ok((ids, dense))
+    }
+
+    /// A row's history inputs from the live counters at its time (its time
+    /// column, else now), into the history part of `dense`, the row's dense
+    /// inputs. Requests and `predict` read them alike.
+    fn read_history<'a>(
+        &self,
+        h: &OnlineHistory,
+        get: impl Fn(&str) -> RawValue<'a>,
+        dense: &mut [f32],
+    ) -> Result<()> {
+        let t = match get(&h.spec.time_column) {
+            RawValue::TimeMs(t) => t,
+            _ => now_ms(),
+        };
+        let at = self.map.history_offset();
+        h.read(&h.hashes(&get), t, &mut dense[at..at + h.spec.width()])
     }
 
     /// Validate and encode a batch of raw rows (Parquet columns named as the
@@ -151,11 +162,7 @@ impl Bundle {
     pub fn encode_batch(&self, batch: &arrow::array::RecordBatch) -> Result<(Vec<i32>, Vec<f32>)> {
         let mut e = self.map.encode_inputs(batch)?;
         if let Some(h) = &self.history {
-            let (nd, at, w) = (
-                self.map.num_dense(),
-                self.map.history_offset(),
-                h.spec.width(),
-            );
+            let nd = self.map.num_dense();
             let cols = h
                 .spec
                 .columns()
@@ -168,15 +175,7 @@ impl Bundle {
                         .find(|(n, _)| n == c)
                         .map_or(RawValue::Missing, |(_, v)| v.get(r))
                 };
-                let t = match get(&h.spec.time_column) {
-                    RawValue::TimeMs(t) => t,
-                    _ => now_ms(),
-                };
-                h.read(
-                    &h.hashes(get),
-                    t,
-                    &mut e.dense[r * nd + at..r * nd + at + w],
-                )?;
+                self.read_history(h, get, &mut e.dense[r * nd..(r + 1) * nd])?;
             }
         }
         Ok((e.ids, e.dense))
