@@ -112,7 +112,7 @@ fn predict_files(opts: &PredictOptions, files: Vec<PathBuf>) -> Result<PredictRe
     match (&opts.bundle, &opts.run) {
         (Some(b), None) => score(opts, b, files),
         (None, Some(run)) => {
-            // Beside the output, so the rename-free cleanup stays on one disk.
+            // A temporary bundle beside the output, removed once scored.
             let tmp = temp_path(&opts.out.with_extension("bundle"));
             let _ = std::fs::remove_dir_all(&tmp);
             let exported = export(&ExportOptions {
